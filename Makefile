@@ -1,0 +1,48 @@
+# The two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.test-installed
+APT_PACKAGES := swaks postfix openssl curl
+
+.PHONY: run test lint bench apt clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+## run: a storage daemon in the foreground on 127.0.0.1:10025, spool ./var/spool
+run: $(STAMP)
+	$(BIN)/emailrelay etc/emailrelay-run.conf
+
+## apt: the real peers the end-to-end tests talk to (skipped when not root or no apt)
+apt:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	fi
+
+test: $(TEST_STAMP) apt
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(TEST_STAMP) apt
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,3 @@
+from emailrelay.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""One relay instance: a spool directory with the servers and forwarding around it.
+
+Several instances can share a process (``--in-spool-dir``, ``--out-spool-dir``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from emailrelay.logs.setup import peer_context, unit_context
+from emailrelay.net.listen import ListenSpec, open_all, specs_for
+from emailrelay.net.local import is_local
+from emailrelay.options.parser import Settings
+from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
+from emailrelay.smtp.server import ServerConfig
+from emailrelay.smtp.session import SmtpContext, SmtpSession
+from emailrelay.spool.durable import GroupCommitter
+from emailrelay.spool.store import Spool, is_tmpfs
+
+log = logging.getLogger("emailrelay")
+
+
+def anonymous_scopes(settings: Settings) -> set[str]:
+    value = settings.given.get("anonymous")
+    if value is None:
+        return set()
+    if value is True or value == "":
+        return {"vrfy", "server", "content", "client"}
+    return {v.strip().lower() for v in str(value).split(",") if v.strip()}
+
+
+def canonical_name() -> str:
+    return socket.getfqdn() or "localhost"
+
+
+@dataclass
+class Instance:
+    settings: Settings
+    committer: GroupCommitter
+    spool: Spool = field(init=False)
+    domain: str = field(init=False)
+    listeners: list[tuple[ListenSpec, socket.socket]] = field(default_factory=list)
+    servers: list[asyncio.base_events.Server] = field(default_factory=list)
+    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.spool = Spool(s.value("spool-dir") or "/var/spool/emailrelay")
+        self.domain = s.value("domain") or canonical_name()
+        self.anonymous = anonymous_scopes(s)
+        self.smtp_switches = parse_switches(s.values("server-smtp-config"),
+                                            SERVER_SMTP_DEFAULTS)
+        self.smtp_context = SmtpContext(
+            spool=self.spool, committer=self.committer, make_config=self.smtp_config,
+            domain=self.domain, add_received="content" not in self.anonymous,
+            idle_timeout=float(s.int("idle-timeout") or 0))
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def serves(self) -> bool:
+        return not self.settings.flag("dont-serve")
+
+    def listen_specs(self) -> list[ListenSpec]:
+        s = self.settings
+        if not self.serves or s.flag("no-smtp"):
+            return []
+        return specs_for("smtp", s.values("interface"), s.int("port") or 0)
+
+    def open_listeners(self) -> None:
+        """Bind every listening socket (before daemonising and dropping privileges)."""
+        self.listeners = open_all(self.listen_specs())
+
+    def prepare_spool(self) -> None:
+        self.spool.recover()
+        if is_tmpfs(self.spool.directory):
+            log.warning("the spool directory \"%s\" is on a RAM file system: messages will "
+                        "not survive a reboot", self.spool.directory)
+
+    def smtp_config(self, peer_ip: str) -> ServerConfig:
+        sw = self.smtp_switches
+        return ServerConfig(
+            domain=self.domain,
+            max_size=self.settings.int("size") or 0,
+            pipelining=sw["pipelining"],
+            chunking=sw["chunking"],
+            smtputf8=sw["smtputf8"],
+            smtputf8_strict=sw["smtputf8strict"],
+            strict_parsing=sw["strictparsing"],
+            alabels=sw["alabels"],
+            anonymous_server="server" in self.anonymous,
+            vrfy_enabled="vrfy" not in self.anonymous,
+        )
+
+    async def start(self) -> None:
+        for spec, sock in self.listeners:
+            server = await asyncio.start_server(self._on_connection, sock=sock,
+                                                limit=1 << 20)
+            self.servers.append(server)
+            prefix = f"[{self.name}] " if self.name else ""
+            log.info("%s%s server on %s", prefix, spec.kind, spec.display())
+
+    async def _on_connection(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        peer = _peer_of(writer)
+        peer_context.set(peer)
+        unit_context.set(self.name)
+        if not self.settings.flag("remote-clients") and not is_local(peer[0]):
+            log.warning("configured to reject non-local smtp connection: %s is not a local "
+                        "address (use --remote-clients)", peer[0])
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("smtp connection from %s", f"{peer[0]}:{peer[1]}" if peer[0]
+                 else "a unix-domain peer")
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
+        try:
+            await SmtpSession(self.smtp_context, reader, writer, peer).run()
+        finally:
+            self.sessions.discard(task)
+
+    def stop_listening(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), str(peer[1])
+    return "", ""

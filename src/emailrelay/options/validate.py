@@ -1,0 +1,108 @@
+"""Checks on option values and combinations, done before anything listens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from emailrelay.options.parser import CommandLine, Settings, UsageError
+from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
+from emailrelay.options.table import BY_NAME
+
+ANONYMOUS_SCOPES = ("vrfy", "server", "content", "client")
+LOG_FORMAT_FIELDS = ("time", "unit", "address", "port", "msgid")
+SYSLOG_FACILITIES = ("user", "mail", "daemon", "auth", "authpriv", "cron", "lpr", "news",
+                     "uucp", *(f"local{n}" for n in range(8)))
+
+CONFLICTS: tuple[tuple[str, str], ...] = (
+    ("as-client", "as-server"),
+    ("as-client", "as-proxy"),
+    ("as-server", "as-proxy"),
+    ("forward-to-some", "forward-to-all"),
+)
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        try:
+            n = int(text, 10)
+        except ValueError:
+            raise ValueError("not a number") from None
+        if n < low or (high is not None and n > high):
+            raise ValueError("out of range" if high is None else f"not between {low} and {high}")
+    return check
+
+
+def keyword_list(allowed: tuple[str, ...]) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        for item in (w.strip() for w in text.split(",")):
+            if item and item.lower() not in allowed:
+                raise ValueError(f"unknown keyword \"{item}\" (expected: {', '.join(allowed)})")
+    return check
+
+
+def switch_list(defaults: dict[str, bool]) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        parse_switches([text], defaults)
+    return check
+
+
+_port = _integer(0, 65535)
+_seconds = _integer(0)
+
+VALUE_CHECKS: dict[str, Callable[[str], None]] = {
+    "port": _port,
+    "pop-port": _port,
+    "admin": _port,
+    "connection-timeout": _seconds,
+    "idle-timeout": _seconds,
+    "response-timeout": _seconds,
+    "prompt-timeout": _seconds,
+    "filter-timeout": _seconds,
+    "poll": _seconds,
+    "size": _integer(0),
+    "anonymous": keyword_list(ANONYMOUS_SCOPES),
+    "log-format": keyword_list(LOG_FORMAT_FIELDS),
+    "server-smtp-config": switch_list(SERVER_SMTP_DEFAULTS),
+    "client-smtp-config": switch_list(CLIENT_SMTP_DEFAULTS),
+    "syslog": keyword_list(SYSLOG_FACILITIES),
+}
+
+
+def validate(cl: CommandLine) -> list[str]:
+    """Raise :class:`UsageError` for the first bad value; return warnings to log."""
+    warnings: list[str] = []
+    for s in cl.instances:
+        _check_values(s)
+        _check_conflicts(s)
+        warnings.extend(_pending_and_ignored(s))
+    return warnings
+
+
+def _check_values(s: Settings) -> None:
+    for name, value in s.given.items():
+        check = VALUE_CHECKS.get(name)
+        if check is None or value is True:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                check(item)
+            except ValueError as e:
+                raise UsageError(f"invalid value for {s.describe(name)}: \"{item}\": {e}") from None
+
+
+def _check_conflicts(s: Settings) -> None:
+    for a, b in CONFLICTS:
+        if s.has(a) and s.has(b):
+            raise UsageError(f"conflicting options: {s.describe(a)} and {s.describe(b)}")
+
+
+def _pending_and_ignored(s: Settings) -> list[str]:
+    warnings = []
+    for name in s.given:
+        opt = BY_NAME[name]
+        if opt.pending:
+            raise UsageError(f"{s.describe(name)} is not implemented yet (the {opt.pending} "
+                             "feature has not landed)")
+        if opt.ignored:
+            warnings.append(f"{s.describe(name)} is ignored: {opt.ignored}")
+    return warnings

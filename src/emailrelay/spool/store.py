@@ -1,0 +1,492 @@
+"""The spool directory: the one place that knows file names, suffixes and renames.
+
+A message is two files, ``emailrelay.<pid>.<time>.<seq>.content`` and the envelope,
+whose suffix is its state:
+
+=====================  =====================================================
+``.envelope.new``      being written; never acknowledged, never forwarded
+``.envelope``          ready to forward
+``.envelope.busy``     locked by a forwarder (or a filter run)
+``.envelope.bad``      failed; the reason is appended to the envelope
+=====================  =====================================================
+
+Writers and lockers also hold an ``flock`` on the envelope for as long as the state
+is theirs, so that a later process can tell a live owner from a dead one.  Locking
+takes the ``flock`` before the rename to ``.busy``, so a ``.busy`` envelope whose
+``flock`` can be taken belongs to nobody.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from emailrelay.spool import envelope as envelope_format
+from emailrelay.spool.durable import GroupCommitter, fsync_directory
+from emailrelay.spool.envelope import Envelope, EnvelopeError
+
+log = logging.getLogger("emailrelay.spool")
+
+PREFIX = "emailrelay."
+CONTENT = ".content"
+ENVELOPE = ".envelope"
+NEW = ".new"
+BUSY = ".busy"
+BAD = ".bad"
+ORPHAN = ".orphan"
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+ORPHAN_AGE = 3600.0  # seconds before an unexplained content file is set aside
+
+_sequence = itertools.count(1)
+
+
+class SpoolError(Exception):
+    """The spool directory cannot be used."""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # files of "ours" found at start-up are from a previous life
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+
+
+def _pid_of(message_id: str) -> int | None:
+    parts = message_id.split(".")
+    try:
+        return int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def is_tmpfs(path: Path) -> bool:
+    """True when ``path`` lives on a RAM file system (tmpfs or ramfs)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    real = str(path.resolve())
+    best, fstype = "", ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, fields[2]
+    return fstype in ("tmpfs", "ramfs")
+
+
+class NewMessage:
+    """A message being received: content streams in, then :meth:`commit` publishes it."""
+
+    def __init__(self, spool: Spool, message_id: str, envelope: Envelope) -> None:
+        self.spool = spool
+        self.id = message_id
+        self.envelope = envelope
+        self.size = 0
+        self._content_fd: int | None = None
+        self._envelope_fd: int | None = None
+        self._open()
+
+    @property
+    def content_path(self) -> Path:
+        return self.spool.content_path(self.id)
+
+    @property
+    def new_envelope_path(self) -> Path:
+        return self.spool.envelope_path(self.id, NEW)
+
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._envelope_fd = os.open(self.new_envelope_path, flags, FILE_MODE)
+        _try_flock(self._envelope_fd)
+        try:
+            self._content_fd = os.open(self.content_path, flags, FILE_MODE)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append content bytes (synchronously: page-cache writes are quick)."""
+        assert self._content_fd is not None, "message already finished"
+        _write_all(self._content_fd, data)
+        self.size += len(data)
+
+    def _flush_files(self) -> None:
+        assert self._content_fd is not None and self._envelope_fd is not None
+        _write_all(self._envelope_fd, self.envelope.to_bytes())
+        os.fdatasync(self._content_fd)
+        os.fdatasync(self._envelope_fd)
+        os.close(self._content_fd)
+        self._content_fd = None
+
+    def _publish(self) -> None:
+        os.rename(self.new_envelope_path, self.spool.envelope_path(self.id))
+        assert self._envelope_fd is not None
+        os.close(self._envelope_fd)  # releases the flock
+        self._envelope_fd = None
+
+    def _resync_files(self) -> None:
+        """Flush again after a filter may have edited the files in place."""
+        for path in (self.content_path, self.new_envelope_path):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    async def prepare(self, committer: GroupCommitter) -> None:
+        """Write the envelope (as ``.new``) and flush both files, off the event loop."""
+        try:
+            await committer.run(self._flush_files)
+        except BaseException:
+            self.abort()
+            raise
+
+    async def publish(self, committer: GroupCommitter, *, resync: bool = False) -> None:
+        """Rename to ``.envelope`` and flush the directory: only then may 250 be sent."""
+        try:
+            if resync:
+                await committer.run(self._resync_files)
+            self._publish()
+        except BaseException:
+            self.abort()
+            raise
+        await committer.sync_directory(str(self.spool.directory))
+
+    async def commit(self, committer: GroupCommitter) -> None:
+        await self.prepare(committer)
+        await self.publish(committer)
+
+    def commit_sync(self) -> None:
+        try:
+            self._flush_files()
+            self._publish()
+        except BaseException:
+            self.abort()
+            raise
+        fsync_directory(str(self.spool.directory))
+
+    def abort(self) -> None:
+        """Remove every trace of an unfinished message."""
+        for fd in (self._content_fd, self._envelope_fd):
+            if fd is not None:
+                os.close(fd)
+        self._content_fd = self._envelope_fd = None
+        for path in (self.content_path, self.new_envelope_path):
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class StoredMessage:
+    """A message locked (``.busy``) by this process."""
+
+    spool: Spool
+    id: str
+    envelope: Envelope
+    _fd: int | None
+
+    @property
+    def content_path(self) -> Path:
+        return self.spool.content_path(self.id)
+
+    @property
+    def envelope_path(self) -> Path:
+        return self.spool.envelope_path(self.id, BUSY)
+
+    def reread(self) -> Envelope:
+        """Read the envelope again (a filter may have edited it)."""
+        self.envelope = envelope_format.parse(self.envelope_path.read_bytes())
+        return self.envelope
+
+    def rewrite(self, envelope: Envelope) -> None:
+        """Replace the envelope (for example to keep only rejected recipients)."""
+        tmp = self.spool.envelope_path(self.id, BUSY + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        try:
+            _write_all(fd, envelope.to_bytes())
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        # Keep holding the flock: take it on the new inode before the rename.
+        new_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        _try_flock(new_fd)
+        os.rename(tmp, self.envelope_path)
+        self._close()
+        self._fd = new_fd
+        self.envelope = envelope
+
+    def delete(self) -> None:
+        """Forwarded: remove the envelope first, so no envelope ever lacks content."""
+        self.envelope_path.unlink(missing_ok=True)
+        self._close()
+        self.spool.remove_content_if_unreferenced(self.id)
+
+    def release(self) -> None:
+        """Give the message back for a later attempt."""
+        try:
+            os.rename(self.envelope_path, self.spool.envelope_path(self.id))
+        finally:
+            self._close()
+
+    def fail(self, reason: str, code: str | int = "") -> None:
+        """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
+        lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
+                 f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
+        try:
+            with open(self.envelope_path, "ab") as f:
+                f.write(("".join(line + "\r\n" for line in lines)).encode("utf-8",
+                                                                         "surrogateescape"))
+                f.flush()
+                os.fdatasync(f.fileno())
+            os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    id: str
+    state: str  # "", NEW, BUSY or BAD
+    path: Path
+
+
+class Spool:
+    def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.directory = Path(directory)
+        self._prepare(create)
+
+    def _prepare(self, create: bool) -> None:
+        if not self.directory.exists() and create:
+            try:
+                self.directory.mkdir(mode=DIR_MODE, parents=True)
+                log.info("created spool directory \"%s\"", self.directory)
+            except OSError as e:
+                raise SpoolError(f"cannot create spool directory \"{self.directory}\": "
+                                 f"{e.strerror}") from None
+        if not self.directory.is_dir():
+            raise SpoolError(f"spool directory \"{self.directory}\" is not a directory")
+        if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
+            raise SpoolError(f"spool directory \"{self.directory}\" is not writable")
+
+    # -- names ------------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return f"{PREFIX}{os.getpid()}.{int(time.time())}.{next(_sequence)}"
+
+    def content_path(self, message_id: str) -> Path:
+        return self.directory / (message_id + CONTENT)
+
+    def envelope_path(self, message_id: str, state: str = "") -> Path:
+        return self.directory / (message_id + ENVELOPE + state)
+
+    @staticmethod
+    def parse_name(name: str) -> tuple[str, str] | None:
+        """``emailrelay.1.2.3.envelope.busy`` -> ``("emailrelay.1.2.3", ".busy")``."""
+        if not name.startswith(PREFIX):
+            return None
+        stem, sep, state = name.partition(ENVELOPE)
+        if not sep or state not in ("", NEW, BUSY, BAD):
+            return None
+        return stem, state
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def new_message(self, envelope: Envelope) -> NewMessage:
+        while True:
+            try:
+                return NewMessage(self, self.new_id(), envelope)
+            except FileExistsError:
+                continue  # the same pid and second in an earlier life: next sequence number
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def entries(self) -> Iterator[SpoolEntry]:
+        try:
+            names = os.listdir(self.directory)
+        except OSError as e:
+            raise SpoolError(f"cannot read spool directory \"{self.directory}\": "
+                             f"{e.strerror}") from None
+        for name in sorted(names):
+            parsed = self.parse_name(name)
+            if parsed:
+                yield SpoolEntry(parsed[0], parsed[1], self.directory / name)
+
+    def ready(self) -> list[str]:
+        """Ids of messages waiting to be forwarded, in file-name order."""
+        return [e.id for e in self.entries() if e.state == ""]
+
+    def lock(self, message_id: str) -> StoredMessage | None:
+        """Take a ready message for forwarding; None if someone else has it or it is gone.
+
+        An envelope that cannot be parsed, or whose content file is missing, is set
+        aside as ``.bad`` with the reason and None is returned.
+        """
+        path = self.envelope_path(message_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        if not _try_flock(fd):
+            os.close(fd)
+            return None
+        try:
+            os.rename(path, self.envelope_path(message_id, BUSY))
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+        message = StoredMessage(self, message_id, Envelope(), fd)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                message.envelope = envelope_format.parse(f.read())
+        except EnvelopeError as e:
+            log.warning("invalid envelope file \"%s\": %s: set aside as .bad",
+                        message.envelope_path, e)
+            message.fail(f"invalid envelope file: {e}")
+            return None
+        if not message.content_path.exists():
+            log.warning("no content file for \"%s\": set aside as .bad", message.envelope_path)
+            message.fail("no content file")
+            return None
+        return message
+
+    def read_envelope(self, message_id: str, state: str = "") -> Envelope:
+        return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
+
+    def remove_content_if_unreferenced(self, message_id: str) -> None:
+        """Delete the content unless an envelope here or in a mailbox still needs it."""
+        for state in ("", NEW, BUSY, BAD):
+            if self.envelope_path(message_id, state).exists():
+                return
+        name = message_id + ENVELOPE
+        for sub in self.subdirectories():
+            if any((sub / (name + s)).exists() for s in ("", NEW, BUSY, BAD)):
+                return
+        self.content_path(message_id).unlink(missing_ok=True)
+
+    def subdirectories(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.directory.iterdir()
+                          if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return []
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def unfail_all(self) -> int:
+        """Return every ``.bad`` message to the ready state; returns how many."""
+        count = 0
+        for entry in self.entries():
+            if entry.state == BAD:
+                try:
+                    os.rename(entry.path, self.envelope_path(entry.id))
+                    count += 1
+                except FileNotFoundError:
+                    pass
+        return count
+
+    def recover(self) -> None:
+        """Tidy up after processes that died: run once at start-up."""
+        content_ids: set[str] = set()
+        envelope_ids: set[str] = set()
+        for name in sorted(os.listdir(self.directory)):
+            if name.startswith(PREFIX) and name.endswith(CONTENT):
+                content_ids.add(name[: -len(CONTENT)])
+        for entry in self.entries():
+            envelope_ids.add(entry.id)
+            if entry.state == NEW:
+                self._recover_new(entry)
+            elif entry.state == BUSY:
+                self._recover_busy(entry)
+        for sub in self.subdirectories():
+            for name in os.listdir(sub):
+                parsed = self.parse_name(name)
+                if parsed:
+                    envelope_ids.add(parsed[0])
+        for message_id in sorted(content_ids - envelope_ids):
+            self._set_aside_orphan(message_id)
+
+    def _owned_elsewhere(self, path: Path) -> bool | None:
+        """True if a live process holds the envelope's flock; None if it vanished."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            return not _try_flock(fd)
+        finally:
+            os.close(fd)
+
+    def _recover_new(self, entry: SpoolEntry) -> None:
+        owned = self._owned_elsewhere(entry.path)
+        pid = _pid_of(entry.id)
+        if owned or owned is None or (pid is not None and _pid_alive(pid)):
+            return
+        entry.path.unlink(missing_ok=True)
+        self.content_path(entry.id).unlink(missing_ok=True)
+        log.warning("removed the unfinished message \"%s\" left by a process that stopped "
+                    "(it was never acknowledged)", entry.path.name)
+
+    def _recover_busy(self, entry: SpoolEntry) -> None:
+        if self._owned_elsewhere(entry.path) is not False:
+            return
+        try:
+            os.rename(entry.path, self.envelope_path(entry.id))
+            log.warning("returned \"%s\" to the queue: the process forwarding it stopped",
+                        entry.path.name)
+        except FileNotFoundError:
+            pass
+
+    def _set_aside_orphan(self, message_id: str) -> None:
+        path = self.content_path(message_id)
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < ORPHAN_AGE:
+            return  # perhaps another program is still writing its envelope
+        os.rename(path, path.with_name(path.name + ORPHAN))
+        log.warning("content file \"%s\" has no envelope: renamed to \"%s%s\"", path.name,
+                    path.name, ORPHAN)
