@@ -81,4 +81,5 @@ def drop_privileges(user: str, chown_paths: list[Path]) -> None:
 
 
 def program_name() -> str:
-    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "emailrelay"
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "emailrelay" if name in ("", "__main__.py", "-c") else name
