@@ -39,8 +39,9 @@ class DataScanner:
 
     def scan(self, buffer: bytes) -> Segment:
         """Scan as much of ``buffer`` as can be decided now."""
-        if self.at_line_start and buffer.startswith(b".\r\n"):
-            return Segment(b"", 3, True)
+        if self.at_line_start and buffer[:3] == b".\r\n"[: len(buffer)]:
+            # The end marker, or possibly its beginning: decide when it is complete.
+            return Segment(b"", 3, True) if len(buffer) >= 3 else Segment(b"", 0, False)
         end = buffer.find(END)
         if end >= 0:
             raw, consumed, finished = buffer[: end + 2], end + 5, True
