@@ -23,10 +23,13 @@ import fcntl
 import itertools
 import logging
 import os
+import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from emailrelay.spool import envelope as envelope_format
 from emailrelay.spool.durable import GroupCommitter, fsync_directory
@@ -45,12 +48,19 @@ ORPHAN = ".orphan"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 ORPHAN_AGE = 3600.0  # seconds before an unexplained content file is set aside
+MAILDIR_PARTS = ("tmp", "new", "cur")
+NAME_MAX = 255  # bytes in a directory name
 
 _sequence = itertools.count(1)
+_maildir_sequence = itertools.count()
 
 
 class SpoolError(Exception):
     """The spool directory cannot be used."""
+
+
+class MailboxNameError(ValueError):
+    """A name that cannot be a spool subdirectory (it could escape the spool)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,6 +98,70 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def valid_mailbox_name(name: str) -> bool:
+    """True for a name that is safe as one spool subdirectory: printable, no ``/``,
+    no ``..``, not a dot-file and not too long."""
+    return (bool(name) and name.isprintable() and "/" not in name and ".." not in name
+            and not name.startswith(".")
+            and len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX)
+
+
+def is_maildir(directory: Path) -> bool:
+    return all((directory / part).is_dir() for part in MAILDIR_PARTS)
+
+
+def _maildir_name() -> str:
+    """A unique maildir file name in E-MailRelay's style: time, pid, host, sequence."""
+    now = time.time()
+    host = socket.gethostname() or "localhost"
+    for ch in "/\\.:":
+        host = host.replace(ch, "_")
+    return f"{int(now)}.{int(now % 1 * 1e6):06d}.{os.getpid()}.{host}.{next(_maildir_sequence)}"
+
+
+def _copy_file(source: Path, target: Path, *, hardlink: bool = False) -> None:
+    """Copy (or hard-link) ``source`` to ``target`` via a partial name, flushed to disk."""
+    partial = target.with_name(target.name + NEW)
+    partial.unlink(missing_ok=True)
+    if hardlink:
+        try:
+            os.link(source, partial)
+            os.replace(partial, target)
+            return
+        except OSError:
+            pass  # another file system, or links not allowed: copy instead
+    with open(source, "rb") as src:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fdatasync(dst.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    os.replace(partial, target)
+
+
+def _claim_ready(path: Path) -> int | None:
+    """Open and ``flock`` a ready envelope: None if it is gone or another process has it.
+
+    Forwarders take the same ``flock`` before renaming an envelope to ``.busy``, so
+    while the descriptor is open nobody can start forwarding (or delete) the message.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if _try_flock(fd) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            return fd
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    return None
 
 
 def is_tmpfs(path: Path) -> bool:
@@ -293,6 +367,139 @@ class SpoolEntry:
     path: Path
 
 
+@dataclass(frozen=True)
+class MaildropMessage:
+    """A ready message as a POP3 session lists it."""
+
+    id: str
+    content_path: Path
+    in_parent: bool  # --pop-by-name: the content is the main spool directory's
+
+
+class OpenedMessage:
+    """A message's content, readable while its envelope's ``flock`` keeps forwarders away."""
+
+    def __init__(self, envelope_fd: int, content: BinaryIO) -> None:
+        self._envelope_fd: int | None = envelope_fd
+        self.file = content
+
+    def close(self) -> None:
+        self.file.close()
+        if self._envelope_fd is not None:
+            os.close(self._envelope_fd)
+            self._envelope_fd = None
+
+    def __enter__(self) -> OpenedMessage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Maildrop:
+    """The ready messages of one directory (the spool or a ``--pop-by-name`` subdirectory).
+
+    :meth:`lock` gives one session at a time the maildrop (an ``flock`` on the
+    directory).  Envelopes in any state but ready (``.new``, ``.busy``, ``.bad``) are
+    never listed, opened or deleted.
+    """
+
+    def __init__(self, spool: Spool, directory: Path) -> None:
+        self.spool = spool
+        self.directory = directory
+        self._lock_fd: int | None = None
+
+    @property
+    def by_name(self) -> bool:
+        return self.directory != self.spool.directory
+
+    def _envelope(self, message_id: str, state: str = "") -> Path:
+        return self.directory / (message_id + ENVELOPE + state)
+
+    def lock(self) -> bool:
+        """Take the maildrop for this session; False if another session has it."""
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not _try_flock(fd):
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def messages(self) -> list[MaildropMessage]:
+        """Ready messages whose content exists, oldest first."""
+        found = []
+        for name in os.listdir(self.directory):
+            parsed = Spool.parse_name(name)
+            if parsed is None or parsed[1] != "":
+                continue
+            message_id = parsed[0]
+            content = self.directory / (message_id + CONTENT)
+            in_parent = False
+            if self.by_name and not content.exists():
+                content, in_parent = self.spool.content_path(message_id), True
+            if content.is_file():
+                found.append(MaildropMessage(message_id, content, in_parent))
+        return sorted(found, key=lambda m: _age_key(m.id))
+
+    def open(self, message: MaildropMessage) -> OpenedMessage | None:
+        """The content to send; None if the message is gone or being forwarded."""
+        fd = _claim_ready(self._envelope(message.id))
+        if fd is None:
+            return None
+        try:
+            return OpenedMessage(fd, open(message.content_path, "rb"))
+        except OSError:
+            os.close(fd)
+            return None
+
+    def delete(self, messages: list[MaildropMessage]) -> list[MaildropMessage]:
+        """Remove messages; returns those that could not be removed (busy or failing).
+
+        A content file is removed with the last envelope that refers to it.
+        """
+        failed = []
+        for message in messages:
+            try:
+                if not self._delete(message):
+                    failed.append(message)
+            except OSError as e:
+                log.error("cannot delete \"%s\": %s", self._envelope(message.id), e.strerror)
+                failed.append(message)
+        fsync_directory(str(self.directory))
+        if self.by_name:
+            fsync_directory(str(self.spool.directory))
+        return failed
+
+    def _delete(self, message: MaildropMessage) -> bool:
+        path = self._envelope(message.id)
+        fd = _claim_ready(path)
+        if fd is None:  # gone already is fine; busy, failed or new is not
+            return not any(self._envelope(message.id, s).exists() for s in ("", NEW, BUSY, BAD))
+        try:
+            path.unlink()
+        finally:
+            os.close(fd)
+        if self.by_name and not message.in_parent:
+            message.content_path.unlink(missing_ok=True)
+        else:
+            self.spool.remove_content_if_unreferenced(message.id)
+        return True
+
+
+def _age_key(message_id: str) -> tuple[int, int, int, str]:
+    """Sort ``emailrelay.<pid>.<time>.<seq>`` by time, then pid and sequence number."""
+    parts = message_id.split(".")
+    try:
+        return int(parts[2]), int(parts[1]), int(parts[3]), message_id
+    except (IndexError, ValueError):
+        return 0, 0, 0, message_id
+
+
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
         self.directory = Path(directory)
@@ -331,6 +538,14 @@ class Spool:
         if not sep or state not in ("", NEW, BUSY, BAD):
             return None
         return stem, state
+
+    @staticmethod
+    def parse_content_name(name: str) -> str | None:
+        """``emailrelay.1.2.3.content`` -> ``emailrelay.1.2.3``."""
+        if name.startswith(PREFIX) and name.endswith(CONTENT) and len(name) > len(
+                PREFIX + CONTENT):
+            return name[: -len(CONTENT)]
+        return None
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -396,13 +611,18 @@ class Spool:
         return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
 
     def remove_content_if_unreferenced(self, message_id: str) -> None:
-        """Delete the content unless an envelope here or in a mailbox still needs it."""
+        """Delete the content unless an envelope here or in a mailbox still needs it.
+
+        An envelope in a subdirectory needs it when the subdirectory has no content
+        file of its own (``--pop-by-name`` with envelope-only copies).
+        """
         for state in ("", NEW, BUSY, BAD):
             if self.envelope_path(message_id, state).exists():
                 return
         name = message_id + ENVELOPE
         for sub in self.subdirectories():
-            if any((sub / (name + s)).exists() for s in ("", NEW, BUSY, BAD)):
+            if any((sub / (name + s)).exists() for s in ("", NEW, BUSY, BAD)) and not (
+                    sub / (message_id + CONTENT)).exists():
                 return
         self.content_path(message_id).unlink(missing_ok=True)
 
@@ -412,6 +632,53 @@ class Spool:
                           if p.is_dir() and not p.name.startswith("."))
         except OSError:
             return []
+
+    # -- mailboxes: subdirectories for --pop-by-name and the copy filter ---------------------
+
+    def mailbox(self, name: str) -> Path:
+        """The subdirectory called ``name``, created (private) if it does not exist."""
+        if not valid_mailbox_name(name):
+            raise MailboxNameError(f"invalid mailbox name {name!r}: it must be printable, "
+                                   "without \"/\" or \"..\", and not start with \".\"")
+        path = self.directory / name
+        if not path.is_dir():
+            try:
+                path.mkdir(mode=DIR_MODE)
+                log.info("created pop-by-name sub-directory [%s]", name)
+            except FileExistsError:
+                pass
+        return path
+
+    def maildrop(self, user: str | None = None) -> Maildrop:
+        """The whole spool, or with a user name that user's subdirectory (created)."""
+        return Maildrop(self, self.directory if user is None else self.mailbox(user))
+
+    def copy_to(self, message_id: str, state: str, directory: Path, *,
+                hardlink: bool = False, envelope_only: bool = False) -> None:
+        """Copy a message into a mailbox directory, as E-MailRelay's file delivery does.
+
+        A maildir (``tmp``, ``new``, ``cur``) gets the content as a new mail; any other
+        directory gets the envelope (ready to serve) and, unless ``envelope_only``, the
+        content (hard-linked if asked and possible).  Copies are on disk on return.
+        """
+        content = self.content_path(message_id)
+        if is_maildir(directory):
+            name = _maildir_name()
+            _copy_file(content, directory / "tmp" / name, hardlink=hardlink)
+            os.rename(directory / "tmp" / name, directory / "new" / name)
+            fsync_directory(str(directory / "new"))
+            return
+        if not envelope_only:
+            _copy_file(content, directory / (message_id + CONTENT), hardlink=hardlink)
+        _copy_file(self.envelope_path(message_id, state), directory / (message_id + ENVELOPE))
+        fsync_directory(str(directory))
+
+    def delete_message(self, message_id: str, state: str) -> None:
+        """Remove a message's envelope (in ``state``), and its content unless another
+        envelope still refers to it."""
+        self.envelope_path(message_id, state).unlink(missing_ok=True)
+        self.remove_content_if_unreferenced(message_id)
+        fsync_directory(str(self.directory))
 
     # -- maintenance ------------------------------------------------------------------------
 
