@@ -6,6 +6,7 @@ Several instances can share a process (``--in-spool-dir``, ``--out-spool-dir``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
+from emailrelay.pop.session import PopSession, pop_context
 from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
@@ -57,6 +59,7 @@ class Instance:
             spool=self.spool, committer=self.committer, make_config=self.smtp_config,
             domain=self.domain, add_received="content" not in self.anonymous,
             idle_timeout=float(s.int("idle-timeout") or 0))
+        self.pop_context = pop_context(s, self.spool, self.domain) if s.flag("pop") else None
 
     @property
     def name(self) -> str:
@@ -68,9 +71,13 @@ class Instance:
 
     def listen_specs(self) -> list[ListenSpec]:
         s = self.settings
-        if not self.serves or s.flag("no-smtp"):
+        if not self.serves:
             return []
-        return specs_for("smtp", s.values("interface"), s.int("port") or 0)
+        specs = [] if s.flag("no-smtp") else specs_for("smtp", s.values("interface"),
+                                                       s.int("port") or 0)
+        if self.pop_context is not None:
+            specs += specs_for("pop", s.values("interface"), s.int("pop-port") or 0)
+        return specs
 
     def open_listeners(self) -> None:
         """Bind every listening socket (before daemonising and dropping privileges)."""
@@ -78,6 +85,8 @@ class Instance:
 
     def prepare_spool(self) -> None:
         self.spool.recover()
+        if self.pop_context is not None:
+            self.pop_context.prepare()
         if is_tmpfs(self.spool.directory):
             log.warning("the spool directory \"%s\" is on a RAM file system: messages will "
                         "not survive a reboot", self.spool.directory)
@@ -99,32 +108,36 @@ class Instance:
 
     async def start(self) -> None:
         for spec, sock in self.listeners:
-            server = await asyncio.start_server(self._on_connection, sock=sock,
-                                                limit=1 << 20)
+            server = await asyncio.start_server(
+                functools.partial(self._on_connection, spec.kind), sock=sock, limit=1 << 20)
             self.servers.append(server)
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
 
-    async def _on_connection(self, reader: asyncio.StreamReader,
+    async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         peer = _peer_of(writer)
         peer_context.set(peer)
         unit_context.set(self.name)
         if not self.settings.flag("remote-clients") and not is_local(peer[0]):
-            log.warning("configured to reject non-local smtp connection: %s is not a local "
-                        "address (use --remote-clients)", peer[0])
+            log.warning("configured to reject non-local %s connection: %s is not a local "
+                        "address (use --remote-clients)", kind, peer[0])
             writer.close()
             return
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("smtp connection from %s", f"{peer[0]}:{peer[1]}" if peer[0]
+        log.info("%s connection from %s", kind, f"{peer[0]}:{peer[1]}" if peer[0]
                  else "a unix-domain peer")
         task = asyncio.current_task()
         assert task is not None
         self.sessions.add(task)
         try:
-            await SmtpSession(self.smtp_context, reader, writer, peer).run()
+            if kind == "pop":
+                assert self.pop_context is not None
+                await PopSession(self.pop_context, reader, writer, peer).run()
+            else:
+                await SmtpSession(self.smtp_context, reader, writer, peer).run()
         finally:
             self.sessions.discard(task)
 

@@ -191,8 +191,8 @@ def _add(secrets: Secrets, side: str, type_field: str, user_field: str, secret_f
         raise _LineError(f"invalid password type [{type_field}]: use "
                          + ", ".join(known))
     if type_ == PLAIN and decoration:
-        user, value = _base64(user_field, "user name").decode("utf-8", "surrogateescape"), \
-            _base64(secret_field, "password")
+        user = _base64(user_field, "user name").decode("utf-8", "surrogateescape")
+        value = _base64(secret_field, "password")
     elif type_ == PLAIN:
         user, value = xtext.decode(user_field), _bytes(xtext.decode(secret_field))
     elif type_ == MD5 and md5state.is_dotted(secret_field):
@@ -202,8 +202,6 @@ def _add(secrets: Secrets, side: str, type_field: str, user_field: str, secret_f
         if type_ == MD5 and len(value) != md5state.SECRET_SIZE:
             raise _LineError("invalid md5 secret: expected the 44-character base64 value "
                              "that emailrelay-passwd prints")
-    if not user:
-        raise _LineError("empty user name")
     secret = Secret(side, type_, user, value, selector if side == CLIENT else "", number)
     if side == SERVER:
         key = (type_, user)

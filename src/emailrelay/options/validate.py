@@ -74,6 +74,7 @@ def validate(cl: CommandLine) -> list[str]:
     for s in cl.instances:
         _check_values(s)
         _check_conflicts(s)
+        _check_pop(s)
         warnings.extend(_pending_and_ignored(s))
     return warnings
 
@@ -94,6 +95,22 @@ def _check_conflicts(s: Settings) -> None:
     for a, b in CONFLICTS:
         if s.has(a) and s.has(b):
             raise UsageError(f"conflicting options: {s.describe(a)} and {s.describe(b)}")
+
+
+POP_OPTIONS = ("pop-port", "pop-auth", "pop-by-name", "pop-no-delete")
+
+
+def _check_pop(s: Settings) -> None:
+    """E-MailRelay's semantic checks on the POP options, in its order and words."""
+    if not s.has("pop"):
+        if any(s.has(name) for name in POP_OPTIONS):
+            raise UsageError(f"pop options require {s.describe('pop')}")
+        return
+    if not s.value("pop-auth"):
+        raise UsageError(f"the {s.describe('pop')} option requires {s.describe('pop-auth')}")
+    if s.has("dont-serve"):
+        raise UsageError(f"the {s.describe('pop')} option cannot be used with --as-client or "
+                         "--dont-serve")
 
 
 def _pending_and_ignored(s: Settings) -> list[str]:
