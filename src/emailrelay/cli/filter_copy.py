@@ -114,3 +114,7 @@ def _spool_arguments(args: list[str]) -> tuple[str, bool]:
     if len(rest) == 2 and rest[0] in ("-d", "--spool-dir"):
         return rest[1], verbose
     raise FilterError(f"usage error: {PROGRAM} [-v] --spool-dir <spool-dir>")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
