@@ -10,16 +10,14 @@ Everything here works on chunks, so a message of any size streams in constant me
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def _normalise(data: bytes) -> bytes:
+    """Bare LF to CRLF (two plain replacements are much faster than a regular expression)."""
     if data.count(b"\n") == data.count(b"\r\n"):
         return data  # the usual case: already CRLF
-    return _BARE_LF.sub(b"\r\n", data)
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 class ContentEncoder:

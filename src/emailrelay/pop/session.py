@@ -33,6 +33,7 @@ from emailrelay.spool.store import (
 log = logging.getLogger("emailrelay.pop")
 
 READ_SIZE = 1 << 16
+FILE_CHUNK = 1 << 18  # content read from disk at a time
 FAILURE_DELAY = 2.0  # seconds before the answer to a failed login
 SIZE_CACHE_LIMIT = 10000
 TRACE_LINES = 7  # longer multi-line replies are shortened in the protocol log
@@ -83,7 +84,7 @@ class PopContext:
         size = self.sizes.get(key)
         if size is None:
             with open(message.content_path, "rb") as f:
-                size = octet_count(iter(lambda: f.read(READ_SIZE), b""))
+                size = octet_count(iter(lambda: f.read(FILE_CHUNK), b""))
             if len(self.sizes) >= SIZE_CACHE_LIMIT:
                 self.sizes.clear()
             self.sizes[key] = size
@@ -261,7 +262,7 @@ class PopSession:
         await self._flush()
         with opened:
             while not encoder.finished:
-                chunk = opened.file.read(READ_SIZE)
+                chunk = opened.file.read(FILE_CHUNK)
                 if not chunk:
                     break
                 out = encoder.feed(chunk)
