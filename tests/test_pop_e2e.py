@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import poplib
 import shutil
@@ -16,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from emailrelay.app import instance as instance_module
+from emailrelay.options.parser import parse
 from emailrelay.pop.session import FAILURE_DELAY
+from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import Spool
+from tests.support.logs import captured_log
 from tests.support.relay import Relay, free_port, run_emailrelay, wait_for_port
 
 CAROL_MD5 = "x6UJKQF9f7HfhS1M+PW4s8rXIoT+L+WoqLz+rBwSKbw="  # "my password"
@@ -486,3 +491,50 @@ def test_pop_only_on_its_own_interface(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(15)
+
+
+class FakeWriter:
+    """Stands in for a connection from an address this host cannot make up."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.closed = False
+
+    def get_extra_info(self, name: str) -> object:
+        return self.peer if name == "peername" else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("flags", "refused"), [([], True), (["--remote-clients"], False)])
+def test_remote_clients_applies_to_pop(tmp_path: Path, flags: list[str], refused: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = tmp_path / "pop.auth"
+    auth.write_text(ACCOUNTS)
+    auth.chmod(0o600)
+    settings = parse(["--spool-dir", str(tmp_path / "spool"), "--pop", "--pop-auth", str(auth),
+                      *flags]).process
+    served: list[tuple[str, str]] = []
+
+    class RecordingSession:
+        def __init__(self, context: object, reader: object, writer: object,
+                     peer: tuple[str, str]) -> None:
+            served.append(peer)
+
+        async def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(instance_module, "PopSession", RecordingSession)
+    committer = GroupCommitter()
+    try:
+        inst = instance_module.Instance(settings, committer)
+        writer = FakeWriter(("203.0.113.9", 4321))
+        with captured_log() as lines:
+            asyncio.run(inst._on_connection("pop", None, writer))  # type: ignore[arg-type]
+    finally:
+        committer.close()
+    assert writer.closed is refused and served == ([] if refused else [("203.0.113.9", "4321")])
+    warning = ("warning: configured to reject non-local pop connection: 203.0.113.9 is not a "
+               "local address (use --remote-clients)")
+    assert (warning in lines) is refused

@@ -46,7 +46,7 @@ def _copy_one(spool: Spool, message_id: str, state: str) -> list[str]:
     return result.copied_to
 
 
-def _envelope_state(content: Path, message_id: str, envelope: str | None) -> str:
+def _envelope_state(spool: Spool, message_id: str, envelope: str | None) -> str:
     if envelope is not None:
         parsed = Spool.parse_name(Path(envelope).name)
         if parsed is None or parsed[0] != message_id or parsed[1] not in ("", NEW, BUSY):
@@ -55,10 +55,9 @@ def _envelope_state(content: Path, message_id: str, envelope: str | None) -> str
             raise FilterError(f"no envelope file \"{envelope}\"")
         return parsed[1]
     for state in (NEW, ""):  # a filter sees ".new"; by hand the message may be ready
-        candidate = content.with_name(message_id + ".envelope" + state)
-        if candidate.exists():
+        if spool.envelope_path(message_id, state).exists():
             return state
-    raise FilterError(f"no envelope file \"{content.with_name(message_id + '.envelope.new')}\"")
+    raise FilterError(f"no envelope file \"{spool.envelope_path(message_id, NEW)}\"")
 
 
 def run_filter(content_file: str, envelope_file: str | None) -> int:
@@ -68,8 +67,8 @@ def run_filter(content_file: str, envelope_file: str | None) -> int:
     message_id = Spool.parse_content_name(content.name)
     if message_id is None:
         raise FilterError("invalid filename")
-    state = _envelope_state(content, message_id, envelope_file)
-    _copy_one(Spool(content.parent, create=False), message_id, state)
+    spool = Spool(content.parent, create=False)
+    _copy_one(spool, message_id, _envelope_state(spool, message_id, envelope_file))
     return EXIT_ABANDON
 
 

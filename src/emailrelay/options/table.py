@@ -148,7 +148,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("pop-no-delete", "G", F, "", "pop,smtpserver",
        "Let POP3 DELE appear to succeed without deleting anything."),
     _o("pop-by-name", "J", F, "", "pop,smtpserver",
-       "Serve each POP3 user the spool subdirectory with their user name."),
+       "Serve each POP3 user the spool subdirectory named after them (created for each "
+       "account)."),
     # -- admin -------------------------------------------------------------------------------
     _o("admin", "a", ONE, "port", "admin",
        "Run the administration interface on the given port.", pending="admin"),

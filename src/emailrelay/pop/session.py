@@ -252,7 +252,7 @@ class PopSession:
                 size = self.context.size_of(message)
             except FileNotFoundError:
                 continue  # removed meanwhile
-            listing.append(proto.Listed(size, message.id + ".content", message))
+            listing.append(proto.Listed(size, message.uidl, message))
         return listing
 
     async def _stream(self, body_lines: int | None) -> None:

@@ -375,6 +375,11 @@ class MaildropMessage:
     content_path: Path
     in_parent: bool  # --pop-by-name: the content is the main spool directory's
 
+    @property
+    def uidl(self) -> str:
+        """The content file's name, E-MailRelay's POP3 unique id (stable across restarts)."""
+        return self.id + CONTENT
+
 
 class OpenedMessage:
     """A message's content, readable while its envelope's ``flock`` keeps forwarders away."""
