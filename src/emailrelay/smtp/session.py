@@ -71,6 +71,7 @@ class SmtpSession:
         self._write_failed: str | None = None
         self._out: list[bytes] = []
         self._trace = log.isEnabledFor(15)
+        self.protocol.config.trace = self._trace
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"
@@ -103,9 +104,6 @@ class SmtpSession:
                 await self._flush()
                 data = await asyncio.wait_for(self.reader.read(READ_SIZE),
                                               self.context.idle_timeout or None)
-                if self._trace and data and p.state not in (proto.State.DATA,
-                                                            proto.State.BDAT):
-                    self._trace_input(data)
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
@@ -118,6 +116,8 @@ class SmtpSession:
             elif isinstance(event, proto.MessageComplete):
                 await self._flush()
                 p.message_stored(await self._store(event.transaction))
+            elif isinstance(event, proto.Trace):
+                verbose("%s", event.text)
             elif isinstance(event, proto.ProtocolWarning):
                 log.warning("%s", event.text)
             elif isinstance(event, proto.Close):
@@ -131,7 +131,7 @@ class SmtpSession:
     def _queue(self, send: proto.Send) -> None:
         if self._trace:
             for line in send.lines:
-                log.log(15, 'tx>>: "%s"', line)
+                verbose('tx>>: "%s"', line)
         self._out.append(send.to_bytes())
 
     async def _flush(self) -> None:
@@ -139,11 +139,6 @@ class SmtpSession:
             self.writer.write(b"".join(self._out))
             self._out.clear()
             await self.writer.drain()
-
-    def _trace_input(self, data: bytes) -> None:
-        for line in data.split(b"\r\n"):
-            if line:
-                verbose('rx<<: "%s"', line.decode("utf-8", "backslashreplace"))
 
     # -- messages ---------------------------------------------------------------------------
 
