@@ -21,11 +21,11 @@ def test_daemon_writes_pid_file_after_binding_and_removes_it_on_sigterm(tmp_path
     result = run_emailrelay("--as-server", "--user", "root", "--port", str(port), "--interface",
                             "127.0.0.1", "--spool-dir", str(tmp_path / "spool"), "--pid-file",
                             str(pid_file), "--no-syslog")
-    # The parent returns 0 once the daemon is up; normal operation prints nothing.
-    assert result.returncode == 0
-    assert result.stdout == "" and result.stderr == ""
     pid = int(pid_file.read_text())
     try:
+        # The parent returns 0 once the daemon is up; normal operation prints nothing.
+        assert result.returncode == 0
+        assert result.stdout == "" and result.stderr == ""
         wait_for_port(port)
         with smtplib.SMTP("127.0.0.1", port) as client:
             assert client.noop()[0] == 250

@@ -225,3 +225,35 @@ def test_many_concurrent_clients(start_relay) -> None:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         assert list(pool.map(send, range(64))) == [{}] * 64
     assert len(relay.envelopes()) == 64 and len(relay.contents()) == 64
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_200_mb_message_streams_to_disk(start_relay) -> None:
+    relay = start_relay()
+    before = _peak_rss_kb(relay.process.pid)
+    line = b"x" * 998 + b"\r\n"
+    block = line * 1000
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=60) as s:
+        s.recv(1000)
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        reply = b""
+        while b"354" not in reply:
+            reply += s.recv(1000)
+        s.sendall(b"Subject: big\r\n\r\n")
+        for _ in range(200):
+            s.sendall(block)
+        s.sendall(b".\r\nQUIT\r\n")
+        reply = b""
+        while b"221" not in reply:
+            reply += s.recv(1000)
+    assert b"250 message processed" in reply
+    growth_kb = _peak_rss_kb(relay.process.pid) - before
+    assert growth_kb < 8 * 1024, f"peak RSS grew by {growth_kb} KB"
+    (content,) = relay.contents()
+    assert content.stat().st_size > 200_000_000

@@ -22,6 +22,8 @@ from emailrelay.spool.store import Spool, is_tmpfs
 
 log = logging.getLogger("emailrelay")
 
+STREAM_LIMIT = 1 << 17  # reading pauses when this much input is waiting
+
 
 def anonymous_scopes(settings: Settings) -> set[str]:
     value = settings.given.get("anonymous")
@@ -100,7 +102,7 @@ class Instance:
     async def start(self) -> None:
         for spec, sock in self.listeners:
             server = await asyncio.start_server(self._on_connection, sock=sock,
-                                                limit=1 << 20)
+                                                limit=STREAM_LIMIT)
             self.servers.append(server)
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())

@@ -656,7 +656,7 @@ class ServerProtocol:
         assert scanner is not None
         if not self._buffer:
             return False
-        segment = scanner.scan(bytes(self._buffer))
+        segment = scanner.scan(self._buffer)
         if segment.consumed == 0:
             return False
         del self._buffer[: segment.consumed]

@@ -24,7 +24,7 @@ from emailrelay.spool.store import NewMessage, Spool
 
 log = logging.getLogger("emailrelay.smtp")
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 17
 
 BODY_TYPES = {"": "7bit", "7BIT": "7bit", "8BITMIME": "8bit", "BINARYMIME": "binarymime"}
 
