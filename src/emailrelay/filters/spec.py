@@ -67,7 +67,7 @@ def parse_one(text: str) -> FilterSpec:
         return FilterSpec("exit", "0")
     kind, sep, value = text.partition(":")
     if not sep or kind not in _PREFIXED:
-        return FilterSpec("file", program_path(text))
+        kind, value = "file", text
     if kind in ("exit", "sleepms"):
         _check_number(value)
     elif kind in ("net", "spam", "spam-edit"):
@@ -78,7 +78,10 @@ def parse_one(text: str) -> FilterSpec:
     elif kind == "copy" and importlib.util.find_spec(COPY_MODULE) is None:
         raise SpecError("the copy: filter is not available yet")
     elif kind == "file":
-        value = program_path(value)
+        try:
+            value = program_path(value)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     return FilterSpec(kind, value)
 
 
