@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from dataclasses import dataclass
 
@@ -73,8 +74,12 @@ async def connect(endpoint: Endpoint, timeout: float | None
         raise RequestError(f"cannot connect to {endpoint}: timed out after {timeout:g}s") \
             from None
     except OSError as e:
-        raise RequestError(f"cannot connect to {endpoint}: "
-                           f"{(e.strerror or str(e)).lower()}") from None
+        raise RequestError(f"cannot connect to {endpoint}: {os_error_text(e)}") from None
+
+
+def os_error_text(error: OSError) -> str:
+    """"connection refused" rather than asyncio's "Connect call failed (...)"."""
+    return (os.strerror(error.errno) if error.errno else str(error)).lower()
 
 
 def close_quietly(writer: asyncio.StreamWriter) -> None:
@@ -125,7 +130,7 @@ class RequestClient:
         except ValueError:  # the line limit
             raise RequestError(f"response from {self.endpoint} too long") from None
         except OSError as e:
-            raise RequestError(f"{self.endpoint}: {(e.strerror or str(e)).lower()}") from None
+            raise RequestError(f"{self.endpoint}: {os_error_text(e)}") from None
         finally:
             if keep:
                 self._idle.append((reader, writer))

@@ -5,7 +5,8 @@ and ``user`` is an account whose uid is in the range (default 1000-32767); so is
 bare ``postmaster``.  Options (``;``-separated): a uid range such as ``1000-1002``,
 ``lowercase`` (mailbox names in lower case), ``remote`` (valid accounts are forwarded,
 not delivered locally), ``check`` (unknown addresses are forwarded, not rejected).
-Short tokens of up to three letters combine them (``lc``, ``r``...), as in E-MailRelay.
+As in E-MailRelay, a token of up to three letters counts as the first of ``l``, ``r``
+and ``c`` that it holds (so ``l;r`` sets two options, ``lr`` only one).
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ class AccountVerifier:
     def check(self, recipient: str) -> VerifierStatus:
         address = _dequote(recipient)
         user, at, domain = address.rpartition("@")
-        user = _dequote(user) if at else address
+        user, domain = (_dequote(user), domain) if at else (address, "")
         if user == "postmaster" and not domain:
             return VerifierStatus.local_mailbox(recipient, "postmaster")
-        account, reason = self._lookup(user, domain if at else "")
+        account, reason = self._lookup(user, domain)
         o = self.options
         if account is not None:
             if o.remote:
