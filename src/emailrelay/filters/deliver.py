@@ -23,7 +23,7 @@ from emailrelay.util.printable import printable
 log = logging.getLogger("emailrelay.filters")
 
 
-class DeliveryError(Exception):
+class DeliveryError(ValueError):
     pass
 
 

@@ -16,7 +16,7 @@ HEADER_LINE_LIMIT = 10000
 _generator = itertools.count(0)
 
 
-class FormatError(Exception):
+class FormatError(ValueError):
     pass
 
 
