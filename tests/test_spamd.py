@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,20 @@ def test_response_reader_in_pieces() -> None:
 def test_malformed_responses(data: bytes, error: str) -> None:
     with pytest.raises(SpamdError, match=error):
         SpamdResponse().feed(data)
+
+
+def test_relay_with_spam_filter_rejects_gtube_from_swaks(spamd: Spamd, start_relay) -> None:
+    if shutil.which("swaks") is None:
+        pytest.skip("swaks is not installed")
+    relay = start_relay("--filter", f"spam:127.0.0.1:{spamd.port}")
+    swaks = ["swaks", "--server", f"127.0.0.1:{relay.port}", "--from", "a@example.org",
+             "--to", "b@example.net"]
+    spam = subprocess.run([*swaks, "--body", GTUBE], capture_output=True, text=True,
+                          timeout=60)
+    assert "<** 452 rejected" in spam.stdout
+    clean = subprocess.run([*swaks, "--body", "Lunch at noon?"], capture_output=True,
+                           text=True, timeout=60)
+    assert "<-  250 message processed" in clean.stdout
+    assert len(relay.envelopes()) == 1 and len(relay.envelopes(".bad")) == 1
+    bad = relay.envelopes(".bad")[0].read_text()
+    assert "X-MailRelay-Reason: spam: True ; " in bad
