@@ -44,7 +44,7 @@ class LineServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as f:
+        with contextlib.suppress(OSError), conn, conn.makefile("rwb") as f:
             for raw in f:
                 line = raw.decode().rstrip("\r\n")
                 self.requests.append(line)
