@@ -175,3 +175,26 @@ def test_net_filter_service(start_relay) -> None:
         server.close()
     assert server.connections == 1
     assert "X-MailRelay-Reason: content check" in relay.envelopes(".bad")[0].read_text()
+
+
+@pytest.mark.skipif(bool(__import__("emailrelay.options.table", fromlist=["BY_NAME"])
+                         .BY_NAME["pop"].pending),
+                    reason="pending: the POP3 server arrives with the pop branch")
+def test_delivered_mail_is_fetched_with_pop3(start_relay, tmp_path: Path) -> None:
+    import poplib
+
+    from tests.support.relay import free_port
+    secrets = tmp_path / "pop.auth"
+    secrets.write_text("server plain nobody secret\n")
+    pop_port = free_port()
+    relay = start_relay("--domain", "example.com", "--address-verifier", "account:65534-65534",
+                        "--filter", "deliver:", "--pop", "--pop-port", str(pop_port),
+                        "--pop-auth", str(secrets), "--pop-by-name")
+    with smtp(relay) as s:
+        s.sendmail("a@example.org", ["nobody@example.com"], MESSAGE)
+    pop = poplib.POP3("127.0.0.1", pop_port, timeout=10)
+    pop.user("nobody")
+    pop.pass_("secret")
+    assert pop.stat()[0] == 1
+    assert b"hello" in b"\r\n".join(pop.retr(1)[1])
+    pop.quit()

@@ -174,3 +174,28 @@ def test_account_verifier_against_real_accounts() -> None:
     assert AccountVerifier(f"{around};check", CONFIG).check("who@elsewhere.org") == \
         VerifierStatus.remote("who@elsewhere.org")
     assert AccountVerifier("0-0", CONFIG).check("root@example.com").local
+
+
+def test_protocol_vrfy_abort_and_rejection_texts() -> None:
+    from emailrelay.smtp import replies
+    from emailrelay.smtp.server import (
+        NEED_DATA,
+        PAUSED,
+        Close,
+        ServerConfig,
+        ServerProtocol,
+        VerifyRequest,
+    )
+    p = ServerProtocol(ServerConfig(verify_recipients=True))
+    p.receive_data(b"EHLO c\r\nVRFY <bob@example.com>\r\n")
+    events = []
+    while (event := p.next_event()) not in (NEED_DATA, PAUSED):
+        events.append(event)
+    assert isinstance(events[-1], VerifyRequest) and events[-1].address == "bob@example.com"
+    p.vrfy_checked(abort=True)
+    assert p.next_event() == Close("address verifier abort")
+    assert replies.rcpt_rejected("bob@example.com", "no such user", temporary=False) == \
+        "550 no such user"
+    assert replies.rcpt_rejected("b\u00f6b@example.com", "busy", temporary=True) == \
+        "450 recipient <b\u00f6b@example.com> busy"
+    assert replies.vrfy_not_verified("", temporary=False) == "550 mailbox unavailable"
