@@ -566,10 +566,14 @@ class ServerProtocol:
             return
         self._emit(replies.vrfy_remote(address))
 
-    def vrfy_checked(self, reply: str) -> None:
+    def vrfy_checked(self, reply: str = "", *, abort: bool = False) -> None:
+        """The verifier's answer for the pending :class:`VerifyRequest`."""
         assert self._waiting
         self._waiting = False
-        self._emit(reply)
+        if abort:
+            self._close("address verifier abort")
+        else:
+            self._emit(reply)
 
     def _do_expn(self, line: str) -> None:
         self._emit(replies.NOT_IMPLEMENTED)
