@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from emailrelay.filters import copy as copy_filter
-from emailrelay.filters.copy import CopyError, CopyOptions, copy_message, parse_options
+from emailrelay.filters.copy import CopyError, copy_message, copy_to_mailboxes
 from emailrelay.spool.envelope import Envelope, parse
 from emailrelay.spool.store import NEW, Spool
 from tests.support.logs import captured_log
@@ -39,26 +39,9 @@ def spool(tmp_path: Path) -> Spool:
     return Spool(tmp_path)
 
 
-@pytest.mark.parametrize(("spec", "options"), [
-    ("", CopyOptions()),
-    ("pop", CopyOptions(pop=True)),
-    ("p;h;n", CopyOptions(pop=True, hardlink=True, nodelete=True)),
-    ("hardlink;nodelete", CopyOptions(hardlink=True, nodelete=True)),
-    ("no_delete", CopyOptions(nodelete=True)),
-    (" POP ; ", CopyOptions(pop=True)),
-])
-def test_options(spec: str, options: CopyOptions) -> None:
-    assert parse_options(spec) == options
-
-
-def test_unknown_options_are_refused() -> None:
-    with pytest.raises(ValueError, match="invalid copy filter option \"popp\""):
-        parse_options("pop;popp")
-
-
 def test_full_copies_and_the_original_is_removed(spool: Spool) -> None:
     message_id = new_message(spool)
-    result = copy_message(spool, message_id, NEW)
+    result = copy_to_mailboxes(spool, message_id, NEW)
     assert result.copied_to == ["alice", "bob"] and result.not_copied_to == ["postmaster"]
     assert result.deleted
     for user in ("alice", "bob"):
@@ -73,7 +56,7 @@ def test_full_copies_and_the_original_is_removed(spool: Spool) -> None:
 
 def test_pop_copies_envelopes_and_keeps_the_content(spool: Spool) -> None:
     message_id = new_message(spool)
-    assert copy_message(spool, message_id, NEW, CopyOptions(pop=True)).deleted
+    assert copy_to_mailboxes(spool, message_id, NEW, pop=True).deleted
     assert names(spool.directory / "alice") == [f"{message_id}.envelope"]
     assert spool.content_path(message_id).exists()
     assert not spool.envelope_path(message_id, NEW).exists()
@@ -83,7 +66,7 @@ def test_pop_copies_envelopes_and_keeps_the_content(spool: Spool) -> None:
 
 def test_hardlink_shares_the_content_file(spool: Spool) -> None:
     message_id = new_message(spool)
-    copy_message(spool, message_id, NEW, CopyOptions(hardlink=True, nodelete=True))
+    copy_to_mailboxes(spool, message_id, NEW, hardlink=True, nodelete=True)
     original = spool.content_path(message_id).stat()
     linked = (spool.directory / "alice" / f"{message_id}.content").stat()
     assert original.st_ino == linked.st_ino and original.st_nlink == 3
@@ -91,7 +74,7 @@ def test_hardlink_shares_the_content_file(spool: Spool) -> None:
 
 def test_nodelete_keeps_the_original(spool: Spool) -> None:
     message_id = new_message(spool)
-    result = copy_message(spool, message_id, NEW, CopyOptions(nodelete=True))
+    result = copy_to_mailboxes(spool, message_id, NEW, nodelete=True)
     assert not result.deleted and result.copied_to == ["alice", "bob"]
     assert spool.envelope_path(message_id, NEW).exists() and spool.content_path(
         message_id).exists()
@@ -101,7 +84,7 @@ def test_a_maildir_gets_the_content_as_new_mail(spool: Spool) -> None:
     for part in ("tmp", "new", "cur"):
         (spool.directory / "bob" / part).mkdir()
     message_id = new_message(spool)
-    copy_message(spool, message_id, NEW, CopyOptions(pop=True))
+    copy_to_mailboxes(spool, message_id, NEW, pop=True)
     (mail,) = (spool.directory / "bob" / "new").iterdir()
     assert mail.read_bytes() == BODY
     assert names(spool.directory / "bob" / "tmp") == [] == names(spool.directory / "bob" / "cur")
@@ -114,7 +97,7 @@ def test_maildir_only_mailboxes_leave_no_orphan_content(tmp_path: Path) -> None:
         (tmp_path / "bob" / part).mkdir(parents=True)
     spool = Spool(tmp_path)
     message_id = new_message(spool)
-    copy_message(spool, message_id, NEW, CopyOptions(pop=True))
+    copy_to_mailboxes(spool, message_id, NEW, pop=True)
     assert names(tmp_path) == ["bob"]
 
 
@@ -125,8 +108,8 @@ def test_no_subdirectories_is_a_warning_once_and_nothing_changes(tmp_path: Path,
     (tmp_path / "postmaster").mkdir()
     first, second = new_message(spool), new_message(spool)
     with captured_log() as lines:
-        assert copy_message(spool, first, NEW).copied_to == []
-        assert not copy_message(spool, second, NEW).deleted
+        assert copy_to_mailboxes(spool, first, NEW).copied_to == []
+        assert not copy_to_mailboxes(spool, second, NEW).deleted
     assert lines == [f"warning: copy filter: no sub-directories of [{tmp_path}] to copy in to"]
     assert spool.envelope_path(first, NEW).exists()
 
@@ -135,7 +118,7 @@ def test_a_failed_copy_leaves_the_original(spool: Spool) -> None:
     message_id = new_message(spool)
     (spool.directory / "bob" / f"{message_id}.envelope").mkdir()  # cannot be replaced
     with pytest.raises(CopyError, match=r"sub-directory \[bob\]"):
-        copy_message(spool, message_id, NEW)
+        copy_to_mailboxes(spool, message_id, NEW)
     assert spool.envelope_path(message_id, NEW).exists()
     assert spool.content_path(message_id).read_bytes() == BODY
 
@@ -143,8 +126,33 @@ def test_a_failed_copy_leaves_the_original(spool: Spool) -> None:
 def test_the_copy_is_logged(spool: Spool) -> None:
     message_id = new_message(spool)
     with captured_log() as lines:
-        copy_message(spool, message_id, NEW)
+        copy_to_mailboxes(spool, message_id, NEW)
     assert lines == [f"info: copy: {message_id} copied to [alice,bob] not [postmaster]"]
+
+
+def test_the_filter_chain_entry_point_returns_exit_codes(spool: Spool) -> None:
+    message_id = new_message(spool)
+    content, envelope = spool.content_path(message_id), spool.envelope_path(message_id, NEW)
+    assert copy_message(spool.directory, content, envelope, nodelete=True) == 0
+    assert names(spool.directory / "alice") == [f"{message_id}.content",
+                                                f"{message_id}.envelope"]
+    other = new_message(spool)
+    content, envelope = spool.content_path(other), spool.envelope_path(other, NEW)
+    assert copy_message(spool.directory, content, envelope, pop=True) == 100
+    assert not envelope.exists() and content.exists()
+
+
+def test_the_entry_point_reports_failures_as_exit_code_1(spool: Spool) -> None:
+    message_id = new_message(spool)
+    content, envelope = spool.content_path(message_id), spool.envelope_path(message_id, NEW)
+    (spool.directory / "bob" / f"{message_id}.envelope").mkdir()  # cannot be replaced
+    with captured_log() as lines:
+        assert copy_message(spool.directory, content, envelope) == 1
+        assert copy_message(spool.directory, content, spool.directory / "x.envelope") == 1
+    assert lines[0].startswith("error: copy filter: failed to copy message files into "
+                               "sub-directory [bob]")
+    assert lines[1].startswith("error: copy filter: not a spooled message")
+    assert envelope.exists()
 
 
 # -- the program ------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from emailrelay.spool.envelope import Envelope
-from emailrelay.spool.store import MailboxNameError, Spool, valid_mailbox_name
+from emailrelay.spool.store import (
+    MailboxNameError,
+    Spool,
+    deliver_to_mailbox,
+    valid_mailbox_name,
+)
 
 
 def store(spool: Spool, body: bytes = b"Subject: x\r\n\r\nhello\r\n") -> str:
@@ -18,8 +23,9 @@ def store(spool: Spool, body: bytes = b"Subject: x\r\n\r\nhello\r\n") -> str:
     return msg.id
 
 
-def copy_envelope(spool: Spool, message_id: str, user: str) -> None:
-    spool.copy_to(message_id, "", spool.mailbox(user), envelope_only=True)
+def copy_envelope(spool: Spool, message_id: str, user: str, *, full: bool = False) -> None:
+    deliver_to_mailbox(spool.mailbox(user), message_id, spool.content_path(message_id),
+                       spool.envelope_path(message_id), envelope_only=not full)
 
 
 def test_listing_has_ready_messages_oldest_first_and_nothing_else(tmp_path: Path) -> None:
@@ -114,7 +120,7 @@ def test_pop_by_name_keeps_content_the_main_spool_still_forwards(tmp_path: Path)
 def test_a_subdirectory_with_its_own_content(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     message_id = store(spool)
-    spool.copy_to(message_id, "", spool.mailbox("carol"))  # full copy
+    copy_envelope(spool, message_id, "carol", full=True)
     spool.delete_message(message_id, "")
     assert not spool.content_path(message_id).exists()  # nobody refers to the main one
     carol = spool.maildrop("carol")

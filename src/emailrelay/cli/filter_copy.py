@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emailrelay.filters.copy import CopyError, CopyOptions, copy_message
+from emailrelay.filters.copy import CopyError, copy_to_mailboxes
 from emailrelay.logs import setup as logsetup
 from emailrelay.spool.store import BUSY, NEW, Spool, SpoolError
 
@@ -32,7 +32,6 @@ The content file stays in the main spool directory and the original envelope is
 removed: the exit code is then 100, as a filter that has dealt with the message.
 With --spool-dir (-d) every waiting message in the spool directory is copied.
 """
-ENVELOPE_ONLY = CopyOptions(pop=True)
 
 
 class FilterError(Exception):
@@ -40,7 +39,7 @@ class FilterError(Exception):
 
 
 def _copy_one(spool: Spool, message_id: str, state: str) -> list[str]:
-    result = copy_message(spool, message_id, state, ENVELOPE_ONLY)
+    result = copy_to_mailboxes(spool, message_id, state, pop=True)
     if not result.copied_to:
         raise FilterError("no sub-directories to copy into (check permissions)")
     return result.copied_to

@@ -18,6 +18,7 @@ takes the ``flock`` before the rename to ``.busy``, so a ``.busy`` envelope whos
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -44,15 +45,15 @@ NEW = ".new"
 BUSY = ".busy"
 BAD = ".bad"
 ORPHAN = ".orphan"
+TMP = ".tmp"
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 ORPHAN_AGE = 3600.0  # seconds before an unexplained content file is set aside
-MAILDIR_PARTS = ("tmp", "new", "cur")
 NAME_MAX = 255  # bytes in a directory name
 
 _sequence = itertools.count(1)
-_maildir_sequence = itertools.count()
+_maildir_sequence = itertools.count(0)
 
 
 class SpoolError(Exception):
@@ -108,43 +109,6 @@ def valid_mailbox_name(name: str) -> bool:
             and len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX)
 
 
-def is_maildir(directory: Path) -> bool:
-    return all((directory / part).is_dir() for part in MAILDIR_PARTS)
-
-
-def _maildir_name() -> str:
-    """A unique maildir file name in E-MailRelay's style: time, pid, host, sequence."""
-    now = time.time()
-    host = socket.gethostname() or "localhost"
-    for ch in "/\\.:":
-        host = host.replace(ch, "_")
-    return f"{int(now)}.{int(now % 1 * 1e6):06d}.{os.getpid()}.{host}.{next(_maildir_sequence)}"
-
-
-def _copy_file(source: Path, target: Path, *, hardlink: bool = False) -> None:
-    """Copy (or hard-link) ``source`` to ``target`` via a partial name, flushed to disk."""
-    partial = target.with_name(target.name + NEW)
-    partial.unlink(missing_ok=True)
-    if hardlink:
-        try:
-            os.link(source, partial)
-            os.replace(partial, target)
-            return
-        except OSError:
-            pass  # another file system, or links not allowed: copy instead
-    with open(source, "rb") as src:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fdatasync(dst.fileno())
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, target)
-
-
 def _claim_ready(path: Path) -> int | None:
     """Open and ``flock`` a ready envelope: None if it is gone or another process has it.
 
@@ -193,6 +157,7 @@ class NewMessage:
         self.size = 0
         self._content_fd: int | None = None
         self._envelope_fd: int | None = None
+        self._finished = False  # published or failed: abort() must not touch it
         self._open()
 
     @property
@@ -229,6 +194,7 @@ class NewMessage:
 
     def _publish(self) -> None:
         os.rename(self.new_envelope_path, self.spool.envelope_path(self.id))
+        self._finished = True
         assert self._envelope_fd is not None
         os.close(self._envelope_fd)  # releases the flock
         self._envelope_fd = None
@@ -275,13 +241,58 @@ class NewMessage:
         fsync_directory(str(self.spool.directory))
 
     def abort(self) -> None:
-        """Remove every trace of an unfinished message."""
+        """Remove every trace of an unfinished message (a no-op once published or failed)."""
+        self._close_files()
+        if self._finished:
+            return
+        for path in (self.content_path, self.new_envelope_path):
+            path.unlink(missing_ok=True)
+
+    def _close_files(self) -> None:
         for fd in (self._content_fd, self._envelope_fd):
             if fd is not None:
                 os.close(fd)
         self._content_fd = self._envelope_fd = None
-        for path in (self.content_path, self.new_envelope_path):
-            path.unlink(missing_ok=True)
+
+    def publish_if_present(self) -> bool:
+        """Publish what a filter left behind (E-MailRelay's "abandon"), without errors.
+
+        A filter that abandons a message may have removed one or both files: a message
+        missing either file is tidied away and False is returned.  Blocking (fsyncs):
+        call it off the event loop.
+        """
+        envelope = self.new_envelope_path
+        if envelope.exists() and self.content_path.exists():
+            try:
+                self._resync_files()
+                self._publish()
+                fsync_directory(str(self.spool.directory))
+                return True
+            except OSError as e:
+                log.warning("cannot keep the abandoned message \"%s\": %s", self.id, e.strerror)
+        self.abort()
+        return False
+
+    def fail(self, reason: str, code: str | int = "") -> bool:
+        """Keep the message out of the queue as ``.bad``, with the reason appended.
+
+        The envelope on disk (which a filter may have edited) gets the reason lines.
+        Returns False if the filter had removed the files (nothing is kept then).
+        Blocking (fsyncs): call it off the event loop.
+        """
+        bad = self.spool.envelope_path(self.id, BAD)
+        if not self.new_envelope_path.exists() or not self.content_path.exists():
+            self.abort()
+            return False
+        try:
+            _append_reason(self.new_envelope_path, reason, code)
+            self._resync_files()
+            os.rename(self.new_envelope_path, bad)
+            self._finished = True
+        finally:
+            self._close_files()
+        fsync_directory(str(self.spool.directory))
+        return True
 
 
 @dataclass
@@ -338,17 +349,30 @@ class StoredMessage:
 
     def fail(self, reason: str, code: str | int = "") -> None:
         """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
-        lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
-                 f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
         try:
-            with open(self.envelope_path, "ab") as f:
-                f.write(("".join(line + "\r\n" for line in lines)).encode("utf-8",
-                                                                         "surrogateescape"))
-                f.flush()
-                os.fdatasync(f.fileno())
+            _append_reason(self.envelope_path, reason, code)
             os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
         finally:
             self._close()
+
+    def reopen(self) -> Envelope:
+        """After a filter ran: lock the envelope file now there and read it again.
+
+        A filter may have replaced the file (a new inode), so the lock is taken afresh.
+        Raises :class:`OSError` or :class:`EnvelopeError` if it is gone or unreadable.
+        """
+        fd = os.open(self.envelope_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _try_flock(fd)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                envelope = envelope_format.parse(f.read())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._close()
+        self._fd = fd
+        self.envelope = envelope
+        return envelope
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -358,6 +382,109 @@ class StoredMessage:
 
 def _one_line(text: str) -> str:
     return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+def _append_reason(envelope_path: Path, reason: str, code: str | int) -> None:
+    """Append E-MailRelay's ``Reason`` and ``ReasonCode`` lines, flushed to disk."""
+    lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
+             f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
+    with open(envelope_path, "ab") as f:
+        f.write("".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape"))
+        f.flush()
+        os.fdatasync(f.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_or_link(source: Path, target: Path, *, hardlink: bool) -> None:
+    """Hard-link (falling back to a copy across file systems) or copy, then flush."""
+    if hardlink:
+        try:
+            os.link(source, target)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+    shutil.copyfile(source, target)
+    os.chmod(target, FILE_MODE)
+    _fsync_path(target)
+
+
+@contextlib.contextmanager
+def replace_file(path: Path) -> Iterator[BinaryIO]:
+    """Write a new version of a message file: yields a binary file for the new
+    content, which replaces ``path`` atomically (flushed) only if the block succeeds."""
+    tmp = path.with_name(path.name + TMP)
+    f = open(tmp, "wb")  # noqa: SIM115
+    try:
+        os.chmod(tmp, FILE_MODE)
+        yield f
+        f.flush()
+        os.fdatasync(f.fileno())
+        f.close()
+        os.rename(tmp, path)
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_envelope_file(path: Path, envelope: Envelope) -> None:
+    """Replace (or create) an envelope file atomically, flushed to disk."""
+    with replace_file(path) as f:
+        f.write(envelope.to_bytes())
+
+
+def maildir_name() -> str:
+    """E-MailRelay's maildir file name: ``<secs>.<usecs>.<pid>.<host>.<seq>``."""
+    now = time.time()
+    host = socket.gethostname() or "localhost"
+    for ch in "/\\.":
+        host = host.replace(ch, "_")
+    return f"{int(now)}.{int(now % 1 * 1e6):06d}.{os.getpid()}.{host}.{next(_maildir_sequence)}"
+
+
+def is_maildir(directory: Path) -> bool:
+    return all((directory / sub).is_dir() for sub in ("tmp", "cur", "new"))
+
+
+def deliver_to_mailbox(mailbox: Path, message_id: str, content: Path, envelope: Path, *,
+                       hardlink: bool = False, envelope_only: bool = False) -> str:
+    """Put a copy of a message into a mailbox directory; returns the new file's name.
+
+    A maildir (one with ``tmp``, ``cur`` and ``new``) gets the content only, written in
+    ``tmp`` and moved to ``new``; any other directory gets ``<id>.content`` and
+    ``<id>.envelope`` (a directory that the POP3 server can serve), or with
+    ``envelope_only`` just the envelope (``--pop-by-name`` then serves the main spool's
+    content).  Blocking.
+    """
+    if is_maildir(mailbox):
+        name = maildir_name()
+        tmp = mailbox / "tmp" / name
+        _copy_or_link(content, tmp, hardlink=hardlink)
+        os.rename(tmp, mailbox / "new" / name)
+        fsync_directory(str(mailbox / "new"))
+        return f"new/{name}"
+    target_content = mailbox / (message_id + CONTENT)
+    target_envelope = mailbox / (message_id + ENVELOPE)
+    if envelope_only:
+        _copy_or_link(envelope, target_envelope, hardlink=False)
+        fsync_directory(str(mailbox))
+        return target_envelope.name
+    _copy_or_link(content, target_content, hardlink=hardlink)
+    try:
+        _copy_or_link(envelope, target_envelope, hardlink=False)
+    except BaseException:
+        target_content.unlink(missing_ok=True)
+        raise
+    fsync_directory(str(mailbox))
+    return target_envelope.name
 
 
 @dataclass(frozen=True)
@@ -561,6 +688,20 @@ class Spool:
             except FileExistsError:
                 continue  # the same pid and second in an earlier life: next sequence number
 
+    def link_content(self, content_of: str) -> str:
+        """A new message id whose content file is a hard link to another message's.
+
+        Its envelope is the caller's to write (:func:`write_envelope_file`); split:
+        uses this.
+        """
+        while True:
+            message_id = self.new_id()
+            try:
+                os.link(self.content_path(content_of), self.content_path(message_id))
+                return message_id
+            except FileExistsError:
+                continue
+
     # -- reading ----------------------------------------------------------------------------
 
     def entries(self) -> Iterator[SpoolEntry]:
@@ -657,26 +798,6 @@ class Spool:
     def maildrop(self, user: str | None = None) -> Maildrop:
         """The whole spool, or with a user name that user's subdirectory (created)."""
         return Maildrop(self, self.directory if user is None else self.mailbox(user))
-
-    def copy_to(self, message_id: str, state: str, directory: Path, *,
-                hardlink: bool = False, envelope_only: bool = False) -> None:
-        """Copy a message into a mailbox directory, as E-MailRelay's file delivery does.
-
-        A maildir (``tmp``, ``new``, ``cur``) gets the content as a new mail; any other
-        directory gets the envelope (ready to serve) and, unless ``envelope_only``, the
-        content (hard-linked if asked and possible).  Copies are on disk on return.
-        """
-        content = self.content_path(message_id)
-        if is_maildir(directory):
-            name = _maildir_name()
-            _copy_file(content, directory / "tmp" / name, hardlink=hardlink)
-            os.rename(directory / "tmp" / name, directory / "new" / name)
-            fsync_directory(str(directory / "new"))
-            return
-        if not envelope_only:
-            _copy_file(content, directory / (message_id + CONTENT), hardlink=hardlink)
-        _copy_file(self.envelope_path(message_id, state), directory / (message_id + ENVELOPE))
-        fsync_directory(str(directory))
 
     def delete_message(self, message_id: str, state: str) -> None:
         """Remove a message's envelope (in ``state``), and its content unless another
