@@ -406,6 +406,28 @@ def test_pop_by_name_with_emailrelay_filter_copy(start_relay, tmp_path: Path) ->
     assert sorted(p.name for p in pop.spool.iterdir()) == ["alice", "carol"]
 
 
+@pytest.mark.parametrize("filter_spec", ["copy:pop", "emailrelay-filter-copy"])
+def test_pop_by_name_with_the_copy_filter_in_the_relay(start_relay, tmp_path: Path,
+                                                       filter_spec: str) -> None:
+    if filter_spec == "emailrelay-filter-copy":
+        filter_spec = str(Path(sys.executable).parent / filter_spec)
+    pop = start_pop(start_relay, tmp_path, "--pop-by-name", "--filter", filter_spec,
+                    accounts=f"server plain alice secret\nserver md5 carol {CAROL_MD5}\n")
+    send(pop.relay, "copied by the relay")
+    send(pop.relay, "and another")
+    (first, second) = sorted(pop.relay.contents())
+    assert spool_files(pop.spool) == sorted(
+        [first.name, second.name] + [f"{user}/{c.name.replace('.content', '.envelope')}"
+                                     for user in ("alice", "carol") for c in (first, second)])
+    for user, password in (("alice", "secret"), ("carol", "my password")):
+        client = pop.login(user, password)
+        assert subjects(client) == ["copied by the relay", "and another"]
+        client.dele(1)
+        client.dele(2)
+        client.quit()
+    assert spool_files(pop.spool) == []
+
+
 def test_pop_by_name_maildrops_are_separate(start_relay, tmp_path: Path) -> None:
     pop = start_pop(start_relay, tmp_path, "--pop-by-name")
     send(pop.relay, "main spool only")

@@ -258,7 +258,8 @@ class NewMessage:
         """Publish what a filter left behind (E-MailRelay's "abandon"), without errors.
 
         A filter that abandons a message may have removed one or both files: a message
-        missing either file is tidied away and False is returned.  Blocking (fsyncs):
+        missing either file is tidied away and False is returned.  The content stays if
+        an envelope in a mailbox still needs it (``copy:pop``).  Blocking (fsyncs):
         call it off the event loop.
         """
         envelope = self.new_envelope_path
@@ -270,7 +271,10 @@ class NewMessage:
                 return True
             except OSError as e:
                 log.warning("cannot keep the abandoned message \"%s\": %s", self.id, e.strerror)
-        self.abort()
+        self._close_files()
+        self._finished = True
+        envelope.unlink(missing_ok=True)
+        self.spool.remove_content_if_unreferenced(self.id)
         return False
 
     def fail(self, reason: str, code: str | int = "") -> bool:
