@@ -255,8 +255,14 @@ class StoredMessage:
         self._close()
         self.spool.remove_content_if_unreferenced(self.id)
 
-    def release(self) -> None:
-        """Give the message back for a later attempt."""
+    def release(self, envelope: Envelope | None = None) -> None:
+        """Give the message back for a later attempt, with an updated envelope if given."""
+        if envelope is not None:
+            try:
+                self.rewrite(envelope)
+            except OSError as e:
+                log.warning("cannot update envelope file \"%s\": %s", self.envelope_path,
+                            e.strerror)
         try:
             os.rename(self.envelope_path, self.spool.envelope_path(self.id))
         finally:
@@ -394,6 +400,23 @@ class Spool:
 
     def read_envelope(self, message_id: str, state: str = "") -> Envelope:
         return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
+
+    def peek(self, message_id: str) -> Envelope | None:
+        """Read a ready envelope without locking it (None if gone or unreadable)."""
+        try:
+            return self.read_envelope(message_id)
+        except (OSError, EnvelopeError):
+            return None
+
+    def arrival_time(self, message_id: str) -> float:
+        """When the message was stored: the time in its name, else its content's mtime."""
+        parts = message_id.split(".")
+        if len(parts) >= 4 and parts[2].isdigit():
+            return float(parts[2])
+        try:
+            return self.content_path(message_id).stat().st_mtime
+        except OSError:
+            return time.time()
 
     def remove_content_if_unreferenced(self, message_id: str) -> None:
         """Delete the content unless an envelope here or in a mailbox still needs it."""
