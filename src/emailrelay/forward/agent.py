@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from emailrelay.forward.address import AddressError, ForwardAddress, parse_forward_address
 from emailrelay.forward.connection import ClientConnection, ConnectError, Timeouts
 from emailrelay.forward.retry import DestinationState, RetryPolicy
+from emailrelay.logs.setup import peer_context, unit_context
 from emailrelay.smtp import client as proto
+from emailrelay.smtp import replies
+from emailrelay.smtp.session import StoredInfo
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError, StoredMessage
 
@@ -181,7 +184,13 @@ class Forwarder:
             log.info("forwarding: [%s]", reason)
         return await self._run(reason, force=True)
 
+    def _log_context(self) -> None:
+        """Forwarding lines belong to the instance, not to the client that triggered them."""
+        peer_context.set(None)
+        unit_context.set(self.settings.unit)
+
     async def _run(self, reason: str, force: bool) -> RunReport:
+        self._log_context()
         report = RunReport()
         try:
             ids = self.spool.ready()
@@ -414,6 +423,14 @@ class Forwarder:
                 message.fail(f"too old to retry: {error or 'smarthost unreachable'}", 0)
 
     # -- one message, now (--immediate) -----------------------------------------------------
+
+    async def immediate_reply(self, info: StoredInfo) -> str | None:
+        """--immediate: forward before the client's reply; a permanent failure is passed
+        back to the client, anything else is the usual 250 (the message is spooled)."""
+        outcome = await self.forward_now(info.message.id)
+        if outcome is not None and outcome.result is proto.Result.FAILED:
+            return replies.forwarding_failed(outcome.reason)
+        return None
 
     async def forward_now(self, message_id: str) -> proto.Outcome | None:
         """Forward one just-stored message on its own connection (None: not tried)."""
