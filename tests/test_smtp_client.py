@@ -438,7 +438,7 @@ def test_lax_checks_warn_once_per_connection_and_send(body: str, utf8: bool, con
     assert len(warnings) == 1 and warning in warnings[0]
 
 
-# -- BDAT -------------------------------------------------------------------------------------------
+# -- BDAT ---------------------------------------------------------------------------------
 
 def test_binarymime_goes_in_one_bdat_last_when_small() -> None:
     d = Driver()

@@ -41,6 +41,8 @@ class DataScanner:
         """Scan as much of ``buffer`` as can be decided now."""
         if self.at_line_start and buffer.startswith(b".\r\n"):
             return Segment(b"", 3, True)
+        if self.at_line_start and len(buffer) < 3 and b".\r\n".startswith(buffer):
+            return Segment(b"", 0, False)  # perhaps the end marker, split across reads
         end = buffer.find(END)
         if end >= 0:
             raw, consumed, finished = buffer[: end + 2], end + 5, True

@@ -278,7 +278,9 @@ class StoredMessage:
                                                                          "surrogateescape"))
                 f.flush()
                 os.fdatasync(f.fileno())
-            os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
+            bad = self.spool.envelope_path(self.id, BAD)
+            os.rename(self.envelope_path, bad)
+            log.info("failing envelope [%s] -> [%s]", self.envelope_path.name, bad.name)
         finally:
             self._close()
 
