@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -74,7 +75,14 @@ async def open_stream(address: ForwardAddress, *, interface: str | None,
     except (ProxyError, ProxyTimeoutError) as e:
         raise ConnectError(f"socks connection failed: {e}") from None
     except OSError as e:
-        raise ConnectError(e.strerror or str(e)) from None
+        raise ConnectError(_describe(e)) from None
+
+
+def _describe(error: OSError) -> str:
+    """"connection refused" rather than asyncio's "Connect call failed (...)"."""
+    if error.errno:
+        return os.strerror(error.errno).lower()
+    return str(error)
 
 
 def _peer_display(writer: asyncio.StreamWriter, address: ForwardAddress) -> str:
@@ -199,7 +207,7 @@ class ClientConnection:
                 p.connection_lost(f"response timeout after {wait:g}s")
             return
         except OSError as e:
-            p.connection_lost(e.strerror or str(e))
+            p.connection_lost(_describe(e))
             return
         self._greeted = True
         if data and log.isEnabledFor(VERBOSE):
@@ -222,7 +230,7 @@ class ClientConnection:
         except _WriteFailed as e:
             self.protocol.connection_lost(str(e))
         except OSError as e:
-            self.protocol.connection_lost(e.strerror or str(e))
+            self.protocol.connection_lost(_describe(e))
 
     async def _write_commands(self, event: proto.Send) -> None:
         if log.isEnabledFor(VERBOSE):
