@@ -6,37 +6,15 @@ import shutil
 import smtplib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.capture import CaptureServer
 from tests.support.fakesmtp import FakeSmtpServer, Script
-from tests.support.relay import free_port, wait_for_port
+from tests.support.relay import free_port
 from tests.support.socks4a import Socks4aProxy
 from tests.support.spooling import as_client, spool_message, spool_state
-
-SMTP_SINK = "/usr/sbin/smtp-sink"
-
-
-@pytest.fixture
-def smtp_sink(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """Postfix's smtp-sink, dumping each message into its own file."""
-    if not Path(SMTP_SINK).exists():
-        pytest.skip("smtp-sink (Debian package postfix) is not installed")
-    port = free_port()
-    dumps = tmp_path / "sink"
-    dumps.mkdir()
-    process = subprocess.Popen([SMTP_SINK, "-u", "root", "-d", f"{dumps}/m",
-                                f"127.0.0.1:{port}", "100"])
-    try:
-        wait_for_port(port)
-        yield f"127.0.0.1:{port}", dumps
-    finally:
-        process.terminate()
-        process.wait(10)
-
 
 TRICKY = (b"Subject: tricky\r\n\r\n.starts with a dot\r\n..two dots\r\n.\r\n"
           b"bare\nnewline and bare\rreturn\r\n" + "caf\u00e9\r\n".encode())

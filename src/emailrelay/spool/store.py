@@ -433,8 +433,11 @@ class Spool:
 
     def subdirectories(self) -> list[Path]:
         try:
-            return sorted(p for p in self.directory.iterdir()
-                          if p.is_dir() and not p.name.startswith("."))
+            if os.stat(self.directory).st_nlink == 2:
+                return []  # no subdirectory links: skip listing a big spool (ext4, xfs...)
+            with os.scandir(self.directory) as entries:
+                return sorted(Path(e.path) for e in entries
+                              if not e.name.startswith(".") and e.is_dir())
         except OSError:
             return []
 
