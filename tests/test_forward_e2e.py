@@ -250,3 +250,24 @@ def test_forward_on_startup_while_serving(tmp_path: Path, start_relay) -> None:
         time.sleep(0.5)
         assert len(server.messages) == 1  # no --forward-on-disconnect: it waits
         assert len(spool_state(spool)) == 1
+
+
+def test_client_interface_and_a_host_name(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool_message(spool)
+    with CaptureServer() as server:
+        result = as_client(f"localhost:{server.port}", spool, "--client-interface",
+                           "127.0.0.1")
+        assert result.returncode == 0, result.stderr
+        server.wait_for(1)
+        assert f"smtp connection to 127.0.0.1:{server.port}" in result.stderr
+
+
+def test_client_interface_family_restricts_the_addresses(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool)
+    with CaptureServer() as server:  # IPv4 only
+        result = as_client(f"127.0.0.1:{server.port}", spool, "--client-interface", "::1")
+        assert result.returncode == 1
+        assert "smtp client error: cannot connect to" in result.stderr
+        assert spool_state(spool) == {message_id: "ready"}
