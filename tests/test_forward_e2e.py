@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.capture import CaptureServer
 from tests.support.fakesmtp import FakeSmtpServer, Script
-from tests.support.relay import free_port
+from tests.support.relay import emailrelay_command, free_port
 from tests.support.socks4a import Socks4aProxy
 from tests.support.spooling import as_client, spool_message, spool_state
 
@@ -271,3 +271,18 @@ def test_client_interface_family_restricts_the_addresses(tmp_path: Path) -> None
         assert result.returncode == 1
         assert "smtp client error: cannot connect to" in result.stderr
         assert spool_state(spool) == {message_id: "ready"}
+
+
+def test_two_forwarders_on_one_spool_never_send_a_message_twice(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    for i in range(80):
+        spool_message(spool, to=[f"r{i}@example.com"])
+    with FakeSmtpServer(Script(delay={"END": 0.005})) as server:
+        command = [*emailrelay_command(), "--as-client", server.address, "--spool-dir",
+                   str(spool), "--user", "root"]
+        first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        second = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        assert (first.wait(60), second.wait(60)) == (0, 0)
+        received = sorted(m.recipients[0] for m in server.messages)
+    assert received == sorted(f"r{i}@example.com" for i in range(80))
+    assert spool_state(spool) == {}
