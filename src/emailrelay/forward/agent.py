@@ -201,17 +201,17 @@ class Forwarder:
             return report
         now = time.time()
         groups: dict[str, list[str]] = {}
-        next_retry = 0.0
+        waiting = 0
         for message_id in ids:
             envelope = self.spool.peek(message_id)
             if envelope is None:
                 continue
             if not force and envelope.retry_after > now:
-                next_retry = min(next_retry or envelope.retry_after, envelope.retry_after)
+                waiting += 1
                 continue
             groups.setdefault(envelope.forward_to_address, []).append(message_id)
         if not groups:
-            if self._logs(reason) and not next_retry:
+            if self._logs(reason) and not waiting:
                 log.info("forwarding: no messages to send")
         else:
             await asyncio.gather(*(self._drain(dest, queue, force, report)
@@ -220,13 +220,14 @@ class Forwarder:
                 log.info("forwarding: no more messages to send")
         for error in report.errors:
             log.error("forwarding: %s", error)
-        self._plan_retries(next_retry)
+        self._plan_retries()
         self.last_report = report
         return report
 
-    def _plan_retries(self, next_retry: float) -> None:
-        """Set the retry timer for the earliest message or smarthost that is due."""
-        times = [next_retry] if next_retry else []
+    def _plan_retries(self) -> None:
+        """Set the retry timer for the earliest message or smarthost that comes due."""
+        now = time.time()
+        times: list[float] = []
         for message_id in self.spool.ready():
             envelope = self.spool.peek(message_id)
             if envelope is None:
@@ -236,8 +237,9 @@ class Forwarder:
                 times.append(envelope.retry_after)
             if state is not None and state.failures:
                 times.append(state.next_probe)
-        if times:
-            self._schedule_retry(min(times))
+        future = [t for t in times if t > now]  # never a busy loop on what cannot go
+        if future:
+            self._schedule_retry(min(future))
 
     def _address_for(self, destination: str) -> ForwardAddress:
         if not destination:

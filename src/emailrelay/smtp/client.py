@@ -331,7 +331,6 @@ class ClientProtocol:
         self._chunks: list[tuple[int, int, bool]] = []
         self._auth_mechanism = ""
         self._warned: set[str] = set()
-        self._started = False
 
     # -- input ------------------------------------------------------------------------------
 
@@ -358,7 +357,7 @@ class ClientProtocol:
 
     def greeting_timeout(self, seconds: float) -> None:
         """The --prompt-timeout passed without a greeting: say EHLO anyway."""
-        if self.state is State.GREETING and not self._started:
+        if self.state is State.GREETING:
             self._warn(f"timeout: no greeting from remote server after {seconds:g}s: "
                        "continuing")
             self._ehlo()
@@ -451,14 +450,13 @@ class ClientProtocol:
     # session set-up
 
     def _on_greeting(self, reply: Reply) -> None:
-        self._started = self._greeted = True
+        self._greeted = True
         if reply.code != 220:
             self._fail_connection(f"no service: {reply}")
             return
         self._ehlo()
 
     def _ehlo(self) -> None:
-        self._started = True
         self.state = State.EHLO
         self._send(f"EHLO {self.config.ehlo_name}")
 
