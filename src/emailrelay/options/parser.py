@@ -299,8 +299,8 @@ def _expand_implied(s: Settings) -> None:
             continue
         for name, value in implied:
             if name in s.given and value == "$":
-                raise UsageError(f"conflicting options: {s.describe(shorthand)} and "
-                                 f"{s.describe(name)}")
+                raise UsageError(f"{s.describe(name)} cannot be used with --as-client or "
+                                 "--as-proxy")
             if value == "$":
                 s.given[name] = str(s.given[shorthand])
             elif name not in s.given:

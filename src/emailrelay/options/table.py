@@ -72,27 +72,24 @@ OPTIONS: tuple[Option, ...] = (
        "Adjust the SMTP client with a comma-separated list of features, such as "
        "-pipelining, smtputf8strict, eightbitstrict and binarymimestrict."),
     _o("forward", "f", F, "", "smtpclient",
-       "Forward the spooled messages once at start-up.", pending="forwarding"),
+       "Forward the spooled messages once at start-up."),
     _o("forward-on-disconnect", "1", F, "", "smtpclient",
-       "Forward the spooled messages each time an SMTP client disconnects.",
-       pending="forwarding"),
+       "Forward the spooled messages each time an SMTP client disconnects."),
     _o("forward-to", "o", ONE, "host:port", "smtpclient",
-       "The address of the SMTP server (smarthost) that messages are forwarded to.",
-       pending="forwarding"),
+       "The address of the SMTP server (smarthost) that messages are forwarded to."),
     _o("forward-to-some", None, F, "", "smtpclient",
        "Forward a message to the recipients the server accepts even when it rejects "
-       "others; the rejected ones stay in a failed message.", pending="forwarding"),
+       "others; the rejected ones stay in a failed message."),
     _o("forward-to-all", None, F, "", "smtpclient",
-       "Fail a message unless the server accepts every recipient (the default).",
-       pending="forwarding"),
+       "Fail a message unless the server accepts every recipient (the default)."),
     _o("poll", "O", ONE, "period", "smtpclient",
-       "Forward the spooled messages every given number of seconds.", pending="forwarding"),
+       "Forward the spooled messages every given number of seconds."),
     _o("client-filter", "Y", MANY, "program", "smtpclient,filter",
        "Run a filter program (or net:, spam:, spam-edit:, exit: or a built-in filter) on "
        "each message just before it is forwarded."),
     _o("client-interface", "6", ONE, "ip-address", "smtpclient",
        "The local address to bind for outgoing connections; 0.0.0.0 or :: restricts "
-       "forwarding to IPv4 or IPv6.", pending="forwarding"),
+       "forwarding to IPv4 or IPv6."),
     _o("connection-timeout", "U", ONE, "time", "smtpclient",
        "Seconds allowed for connecting to the remote server.", default="40"),
     _o("idle-timeout", None, ONE, "time", "smtpclient",
@@ -103,8 +100,7 @@ OPTIONS: tuple[Option, ...] = (
        "Seconds to wait for the remote server's greeting before going ahead without it.",
        default="20"),
     _o("immediate", "m", F, "", "smtpclient,smtpserver",
-       "Forward each message as it is received, before it is acknowledged.",
-       pending="forwarding"),
+       "Forward each message as it is received, before it is acknowledged."),
     # -- SMTP server -------------------------------------------------------------------------
     _o("port", "p", ONE, "port", "smtpserver",
        "The port that the SMTP server listens on.", default="25"),
@@ -244,6 +240,19 @@ OPTIONS: tuple[Option, ...] = (
     _o("no-syslog", "n", F, "", "logging", "Do not log to syslog.", process_wide=True),
     _o("close-stderr", "e", F, "", "logging,process",
        "Close standard error soon after start-up.", process_wide=True),
+    # -- ours: forwarding ----------------------------------------------------------------------
+    _o("forward-connections", None, ONE, "count", "smtpclient",
+       "The most connections opened in parallel to one smarthost (default 2).",
+       default="2", extension=True),
+    _o("retry-delay", None, ONE, "time", "smtpclient",
+       "Seconds before a message that failed temporarily is tried again; the delay "
+       "doubles with each failure (default 60).", default="60", extension=True),
+    _o("retry-max-delay", None, ONE, "time", "smtpclient",
+       "The longest delay between retries, in seconds (default 3600).", default="3600",
+       extension=True),
+    _o("retry-max-age", None, ONE, "time", "smtpclient",
+       "Seconds after which a message that still cannot be forwarded is failed (.bad); "
+       "0, the default, keeps trying for ever.", default="0", extension=True),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -308,8 +308,14 @@ class StoredMessage:
         self._close()
         self.spool.remove_content_if_unreferenced(self.id)
 
-    def release(self) -> None:
-        """Give the message back for a later attempt."""
+    def release(self, envelope: Envelope | None = None) -> None:
+        """Give the message back for a later attempt, with an updated envelope if given."""
+        if envelope is not None:
+            try:
+                self.rewrite(envelope)
+            except OSError as e:
+                log.warning("cannot update envelope file \"%s\": %s", self.envelope_path,
+                            e.strerror)
         try:
             os.rename(self.envelope_path, self.spool.envelope_path(self.id))
         finally:
@@ -319,7 +325,9 @@ class StoredMessage:
         """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
         try:
             _append_reason(self.envelope_path, reason, code)
-            os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
+            bad = self.spool.envelope_path(self.id, BAD)
+            os.rename(self.envelope_path, bad)
+            log.info("failing envelope [%s] -> [%s]", self.envelope_path.name, bad.name)
         finally:
             self._close()
 
@@ -572,6 +580,23 @@ class Spool:
     def read_envelope(self, message_id: str, state: str = "") -> Envelope:
         return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
 
+    def peek(self, message_id: str) -> Envelope | None:
+        """Read a ready envelope without locking it (None if gone or unreadable)."""
+        try:
+            return self.read_envelope(message_id)
+        except (OSError, EnvelopeError):
+            return None
+
+    def arrival_time(self, message_id: str) -> float:
+        """When the message was stored: the time in its name, else its content's mtime."""
+        parts = message_id.split(".")
+        if len(parts) >= 4 and parts[2].isdigit():
+            return float(parts[2])
+        try:
+            return self.content_path(message_id).stat().st_mtime
+        except OSError:
+            return time.time()
+
     def remove_content_if_unreferenced(self, message_id: str) -> None:
         """Delete the content unless an envelope here or in a mailbox still needs it."""
         for state in ("", NEW, BUSY, BAD):
@@ -585,8 +610,11 @@ class Spool:
 
     def subdirectories(self) -> list[Path]:
         try:
-            return sorted(p for p in self.directory.iterdir()
-                          if p.is_dir() and not p.name.startswith("."))
+            if os.stat(self.directory).st_nlink == 2:
+                return []  # no subdirectory links: skip listing a big spool (ext4, xfs...)
+            with os.scandir(self.directory) as entries:
+                return sorted(Path(e.path) for e in entries
+                              if not e.name.startswith(".") and e.is_dir())
         except OSError:
             return []
 
