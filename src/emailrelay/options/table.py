@@ -244,6 +244,14 @@ OPTIONS: tuple[Option, ...] = (
     _o("no-syslog", "n", F, "", "logging", "Do not log to syslog.", process_wide=True),
     _o("close-stderr", "e", F, "", "logging,process",
        "Close standard error soon after start-up.", process_wide=True),
+    # -- extensions --------------------------------------------------------------------------
+    _o("uci", None, ONE, "file", "process",
+       "Run every enabled section of an OpenWrt UCI file (/etc/config/emailrelay) as an "
+       "instance of this process; only process-wide options may be added.",
+       process_wide=True, extension=True),
+    _o("print-command-line", None, F, "", "process",
+       "With --uci: print the E-MailRelay command line each section means, then exit.",
+       process_wide=True, extension=True),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -135,6 +135,9 @@ class NewMessage:
         _try_flock(self._envelope_fd)
         try:
             self._content_fd = os.open(self.content_path, flags, FILE_MODE)
+            if self.spool.owner is not None:
+                for fd in (self._envelope_fd, self._content_fd):
+                    os.fchown(fd, *self.spool.owner)
         except BaseException:
             self.abort()
             raise
@@ -296,6 +299,8 @@ class SpoolEntry:
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
         self.directory = Path(directory)
+        # (uid, gid) for new files, for a root program filling another user's spool.
+        self.owner: tuple[int, int] | None = None
         self._prepare(create)
 
     def _prepare(self, create: bool) -> None:
@@ -306,6 +311,8 @@ class Spool:
             except OSError as e:
                 raise SpoolError(f"cannot create spool directory \"{self.directory}\": "
                                  f"{e.strerror}") from None
+        if not self.directory.exists():
+            raise SpoolError(f"spool directory \"{self.directory}\" does not exist")
         if not self.directory.is_dir():
             raise SpoolError(f"spool directory \"{self.directory}\" is not a directory")
         if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
@@ -340,6 +347,41 @@ class Spool:
                 return NewMessage(self, self.new_id(), envelope)
             except FileExistsError:
                 continue  # the same pid and second in an earlier life: next sequence number
+
+    def copy_to_subdirectories(self, message_id: str, envelope: Envelope) -> bool:
+        """Give a ready message to every subdirectory (a mailbox each, as ``--pop-by-name``
+        reads them) by copying its envelope there; the content stays here.
+
+        When every copy is made the original envelope is removed, so the message is not
+        also forwarded.  Returns True in that case.
+        """
+        name = message_id + ENVELOPE
+        data = envelope.to_bytes()
+        mailboxes = self.subdirectories()
+        copied = 0
+        for mailbox in mailboxes:
+            tmp = mailbox / (name + NEW)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                             FILE_MODE)
+                try:
+                    if self.owner is not None:
+                        os.fchown(fd, *self.owner)
+                    _write_all(fd, data)
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, mailbox / name)
+                fsync_directory(str(mailbox))
+                copied += 1
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                log.warning("cannot copy \"%s\" into \"%s\": %s", name, mailbox, e.strerror)
+        if not mailboxes or copied < len(mailboxes):
+            return False
+        self.envelope_path(message_id).unlink(missing_ok=True)  # unless a forwarder took it
+        fsync_directory(str(self.directory))
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
