@@ -102,7 +102,7 @@ class Submission:
         header_lines, self.body_lines = content_lines(self.args.content_values())
         self.headers.add_lines(header_lines, lambda i: f"--content line {i + 1}")
         if self.source.stream is not None and not self.args.flag("body"):
-            lines = read_header_lines(self.source.stream, self.source.tty)
+            lines = read_header_lines(self.source.stream, self.source.tty, self.source.name)
             self.headers.add_lines(lines, lambda i: f"line {i + 1} of {self.source.name}")
         log.debug("submit: %d header fields", len(self.headers.fields))
 

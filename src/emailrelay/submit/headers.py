@@ -117,7 +117,7 @@ def _printable(text: str, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
-def read_header_lines(stream: BinaryIO, tty: bool) -> list[str]:
+def read_header_lines(stream: BinaryIO, tty: bool, name: str) -> list[str]:
     """Read lines up to the blank line that ends the header section (or the end).
 
     Lines longer than RFC 5322 allows are refused without reading them whole. On a
@@ -130,8 +130,8 @@ def read_header_lines(stream: BinaryIO, tty: bool) -> list[str]:
             return lines
         line = raw.removesuffix(b"\n").removesuffix(b"\r")
         if not raw.endswith(b"\n") and len(raw) == HEADER_LINE_LIMIT + 3:
-            raise MessageError(f"not an RFC 5322 message: header line {len(lines) + 1} is "
-                               f"longer than {HEADER_LINE_LIMIT} characters")
+            raise MessageError(f"not an RFC 5322 message: line {len(lines) + 1} of {name} "
+                               f"is longer than {HEADER_LINE_LIMIT} characters")
         if not line or (tty and line == b"."):
             return lines
         lines.append(decode(line))
