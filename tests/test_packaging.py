@@ -173,9 +173,19 @@ def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
     assert "smtp server on fd#3" in log
 
 
-def test_socket_activation_with_an_inherited_descriptor(tmp_path: Path) -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
+def test_socket_activation_with_an_inherited_descriptor(tmp_path: Path, family: str) -> None:
+    if family == "ipv6" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    if family == "unix":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "smtp.sock"))
+        listener.listen()
+    else:
+        listener = socket.create_server(("::1" if family == "ipv6" else "127.0.0.1", 0),
+                                        family=socket.AF_INET6 if family == "ipv6"
+                                        else socket.AF_INET)
+    address = listener.getsockname()
     spool = tmp_path / "spool"
     relay = [*emailrelay_command(), "--no-daemon", "--log", "--no-syslog", "--user", "root",
              "--interface", "smtp=fd#3", "--spool-dir", str(spool)]
@@ -184,10 +194,21 @@ def test_socket_activation_with_an_inherited_descriptor(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", on_fd_3, str(listener.fileno()), *relay],
         pass_fds=(listener.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    listener.close()  # the relay's copy is the only one now
+    with listener:  # the relay's copy is the only one once this is closed
+        connection = socket.socket(listener.family)
+    connection.settimeout(15)
     try:
-        send_and_wait_for_spool(port, spool, process)
+        # Connections wait in the inherited socket's queue until the relay takes them.
+        connection.connect(address if family == "unix" else address[:2])
+        smtp = smtplib.SMTP()
+        smtp.sock = connection
+        assert smtp.getreply()[0] == 220
+        smtp.sendmail("a@example.com", ["b@example.com"], "Subject: activated\r\n\r\nhi\r\n")
+        smtp.quit()
+        [envelope] = spool.glob("*.envelope")
+        assert "X-MailRelay-To-Remote: b@example.com" in envelope.read_text()
     finally:
+        connection.close()
         log = stop(process)
     assert "smtp server on fd#3" in log
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from emailrelay.options.parser import UsageError
+from emailrelay.options.parser import parse as parse_command_line
 from emailrelay.options.table import BY_NAME, UCI_OPTIONS
 from emailrelay.uci import mapping
+from emailrelay.uci.instances import instances
 from emailrelay.uci.parser import UciError, parse
 from tests.support.relay import ROOT, emailrelay_command, free_port, run_emailrelay
 
@@ -368,6 +370,32 @@ def test_nothing_enabled_is_an_error(tmp_path: Path) -> None:
     result = run_emailrelay("--uci", str(conf), "--print-command-line")
     assert (result.returncode, result.stdout) == (
         0, "# server (disabled)\n# proxy (disabled)\n# cmdline (disabled)\n")
+
+
+def test_sections_become_named_instances_of_one_process(tmp_path: Path) -> None:
+    conf = tmp_path / "emailrelay"
+    conf.write_text("""config emailrelay 'first'
+	option mode cmdline
+	option extra_cmdline '--port 2601 --user nobody --pid-file /run/a.pid'
+config emailrelay
+	option mode server
+	option port 2602
+	option extra_cmdline '--verbose --user root --pid-file /run/b.pid'
+config emailrelay 'off'
+	option enabled 0
+""")
+    cl = instances(parse_command_line(["--uci", str(conf), "--log-file", "/tmp/x.log",
+                                       "--pid-file", "/run/c.pid"]))
+    first, second = cl.instances
+    assert (first.name, second.name) == ("first", "@emailrelay[1]")
+    assert (first.value("port"), second.value("port")) == ("2601", "2602")
+    # Process-wide options: the first section that gives one decides, then the command line.
+    assert first.value("user") == "nobody"
+    assert first.flag("verbose") and first.flag("log") and first.flag("close-stderr")
+    assert first.values("pid-file") == ["/run/a.pid", "/run/c.pid"]
+    assert first.value("log-file") == "/tmp/x.log"
+    assert not any(BY_NAME[n].process_wide for n in second.given)
+    assert second.flag("forward-to-some") and "uci" not in first.given
 
 
 # -- running the sections -----------------------------------------------------------------------

@@ -22,7 +22,8 @@ EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def submit(args: SubmitArgs) -> None:
-    source = open_input(args, sys.stdin.buffer)
+    stdin = sys.stdin.buffer if sys.stdin is not None else None  # None: started without one
+    source = open_input(args, stdin)
     try:
         submission = Submission(args, source)
         submission.read_headers()
@@ -31,7 +32,7 @@ def submit(args: SubmitArgs) -> None:
         drafts = submission.drafts()
         submission.write(spool_for(args), drafts, lambda m: _report(args, m))
     finally:
-        if source.stream is not None and source.stream is not sys.stdin.buffer:
+        if source.stream is not None and source.stream is not stdin:
             source.stream.close()
 
 

@@ -250,7 +250,7 @@ def _auth_parameter(value: str | None) -> str:
     return xtext.encode(value) if value else "<>"
 
 
-def open_input(args: SubmitArgs, stdin: BinaryIO) -> Input:
+def open_input(args: SubmitArgs, stdin: BinaryIO | None) -> Input:
     path = args.input_file
     if path is not None:
         try:
@@ -258,7 +258,7 @@ def open_input(args: SubmitArgs, stdin: BinaryIO) -> Input:
         except OSError as e:
             raise MessageError(f"cannot open input file \"{path}\": {e.strerror}") from None
         return Input(stream, f"\"{path}\"", os.isatty(stream.fileno()))
-    if args.flag("no-stdin"):
+    if args.flag("no-stdin") or stdin is None:
         return Input(None, "")
     return Input(stdin, "standard input", stdin.isatty())
 

@@ -3,8 +3,9 @@
 Each enabled section becomes one instance of this process, named after the section, with
 the options its command line gives (as if each had been started on its own, the way
 OpenWrt's init script starts one process per section).  Process-wide options (logging,
-``--user``, ``--pid-file``...) count from the first enabled section, as they do for
-``--<name>-`` instances, and may also be given on the command line next to ``--uci``.
+``--user``, ``--pid-file``...) are taken from the first enabled section that gives them
+(so ``--as-server`` in any section turns logging on), and the command line next to
+``--uci`` may add or override them.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def instances(cl: CommandLine) -> CommandLine:
     enabled = [c for c in mapping.commands(read(path)) if c.enabled]
     if not enabled:
         raise UsageError(f"no enabled \"{mapping.SECTION_TYPE}\" section in {path}")
-    result = []
-    for index, command in enumerate(enabled):
+    result: list[Settings] = []
+    for command in enabled:
         settings = _settings(path, command, read_config=True)
         settings.name = command.section.label
-        if index:
+        if result:
+            # The first section that gives a process-wide option decides it.
+            for name, value in settings.given.items():
+                if BY_NAME[name].process_wide:
+                    result[0].given.setdefault(name, value)
             settings.given = {n: v for n, v in settings.given.items()
                               if not BY_NAME[n].process_wide}
         result.append(settings)
