@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emailrelay.options.parser import UsageError
 from emailrelay.options.parser import parse as parse_command_line
@@ -92,6 +94,16 @@ value"
         "items": ["a;b", "c"],
     }
     assert section.options["short"].line == 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))),
+                min_size=1, max_size=4))
+def test_values_written_as_uci_exports_them_read_back_unchanged(values: list[str]) -> None:
+    # uci export quotes each value in '...' and writes a quote inside as '\''.
+    quoted = ["'" + v.replace("'", "'\\''") + "'" for v in values]
+    text = "config t 's'\n" + "".join(f"\tlist items {q}\n" for q in quoted)
+    assert parse(text).sections[0].options["items"].values == values
 
 
 def test_repeated_sections_merge_and_options_override() -> None:
