@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-installed
-APT_PACKAGES := swaks postfix openssl curl shellcheck systemd
+APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd
 
 .PHONY: run test lint bench apt clean
 
@@ -35,11 +35,11 @@ apt:
 	fi
 
 test: $(TEST_STAMP) apt
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests bench
 
 bench: $(TEST_STAMP) apt
 	$(BIN)/python -m bench

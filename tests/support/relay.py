@@ -44,9 +44,9 @@ class Relay:
         self.port = port or free_port()
         self.spool = spool or tmp / f"{name}-spool"
         self.log_path = tmp / f"{name}.log"
-        self.args = ["--no-daemon", "--log", "--verbose", "--user", "root",
-                     "--interface", "127.0.0.1", "--port", str(self.port),
-                     "--spool-dir", str(self.spool), *args]
+        interface = [] if "--interface" in args else ["--interface", "127.0.0.1"]
+        self.args = ["--no-daemon", "--log", "--verbose", "--user", "root", *interface,
+                     "--port", str(self.port), "--spool-dir", str(self.spool), *args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen([*emailrelay_command(), *self.args], stdout=self._log,
                                         stderr=subprocess.STDOUT, cwd=tmp)

@@ -10,6 +10,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
+from emailrelay.filters.setup import server_filters
 from emailrelay.logs.setup import peer_context, unit_context
 from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
@@ -19,8 +20,11 @@ from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import Spool, is_tmpfs
+from emailrelay.verify.setup import verifier_from_settings
 
 log = logging.getLogger("emailrelay")
+
+STREAM_LIMIT = 1 << 17  # reading pauses when this much input is waiting
 
 
 def anonymous_scopes(settings: Settings) -> set[str]:
@@ -53,10 +57,15 @@ class Instance:
         self.anonymous = anonymous_scopes(s)
         self.smtp_switches = parse_switches(s.values("server-smtp-config"),
                                             SERVER_SMTP_DEFAULTS)
+        # --filter; its request_forward is for the forwarding agent to connect.
+        self.filters = server_filters(s, self.spool, self.domain)
+        self.verifier = verifier_from_settings(s, self.domain)
         self.smtp_context = SmtpContext(
             spool=self.spool, committer=self.committer, make_config=self.smtp_config,
             domain=self.domain, add_received="content" not in self.anonymous,
-            idle_timeout=float(s.int("idle-timeout") or 0))
+            idle_timeout=float(s.int("idle-timeout") or 0),
+            before_publish=self.filters.before_publish if self.filters else None,
+            verifier=self.verifier)
 
     @property
     def name(self) -> str:
@@ -95,12 +104,13 @@ class Instance:
             alabels=sw["alabels"],
             anonymous_server="server" in self.anonymous,
             vrfy_enabled="vrfy" not in self.anonymous,
+            verify_recipients=self.verifier is not None,
         )
 
     async def start(self) -> None:
         for spec, sock in self.listeners:
             server = await asyncio.start_server(self._on_connection, sock=sock,
-                                                limit=1 << 20)
+                                                limit=STREAM_LIMIT)
             self.servers.append(server)
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())

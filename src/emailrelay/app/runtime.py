@@ -45,7 +45,8 @@ def log_settings(cl: CommandLine) -> logsetup.LogSettings:
     return logsetup.LogSettings(
         enabled=p.flag("log"), verbose=p.flag("verbose"), debug=p.flag("debug"),
         fields=fields, log_file=p.value("log-file"),
-        syslog=syslog_value is not None or not p.flag("no-syslog"), syslog_facility=facility)
+        syslog=syslog_value is not None or not p.flag("no-syslog"), syslog_facility=facility,
+        quiet_stderr=not p.flag("no-daemon") and p.flag("close-stderr"))
 
 
 class Runtime:

@@ -47,6 +47,7 @@ class LogSettings:
     syslog: bool = False
     syslog_facility: str = "mail"
     program: str = "emailrelay"
+    quiet_stderr: bool = False  # a daemon about to close stderr: only warnings there
 
 
 class RelayFormatter(logging.Formatter):
@@ -152,6 +153,8 @@ def configure(settings: LogSettings) -> None:
         main: logging.Handler = DatedFileHandler(settings.log_file)
     else:
         main = logging.StreamHandler(sys.stderr)
+        if settings.quiet_stderr:
+            main.setLevel(logging.WARNING)
     main.setFormatter(formatter)
     log.addHandler(main)
     if settings.syslog and settings.enabled:

@@ -89,7 +89,7 @@ OPTIONS: tuple[Option, ...] = (
        "Forward the spooled messages every given number of seconds.", pending="forwarding"),
     _o("client-filter", "Y", MANY, "program", "smtpclient,filter",
        "Run a filter program (or net:, spam:, spam-edit:, exit: or a built-in filter) on "
-       "each message just before it is forwarded.", pending="filters"),
+       "each message just before it is forwarded."),
     _o("client-interface", "6", ONE, "ip-address", "smtpclient",
        "The local address to bind for outgoing connections; 0.0.0.0 or :: restricts "
        "forwarding to IPv4 or IPv6.", pending="forwarding"),
@@ -112,13 +112,13 @@ OPTIONS: tuple[Option, ...] = (
        "Accept connections from any address, not only loopback and private networks."),
     _o("address-verifier", None, ONE, "program", "smtpserver",
        "Check each recipient address with a program, a net: server or the built-in "
-       "account: verifier.", pending="filters"),
+       "account: verifier."),
     _o("anonymous", "A", O1, "scope", "smtpserver",
        "Say less about this server: no VRFY, a terse greeting, no Received line, no AUTH= "
        "when forwarding. Limit it with a list of vrfy, server, content and client."),
     _o("delivery-dir", "s", ONE, "dir", "smtpserver",
        "The base directory for local mailboxes used by the deliver: filter (default: the "
-       "spool directory).", pending="filters"),
+       "spool directory)."),
     _o("dnsbl", None, MANY, "config", "smtpserver",
        "Check clients against DNS block lists: servers, then optional threshold, timeout "
        "in milliseconds and DNS server address.", pending="policy"),
@@ -127,7 +127,7 @@ OPTIONS: tuple[Option, ...] = (
        "(default: this host's canonical name)."),
     _o("filter", "z", MANY, "program", "smtpserver,filter",
        "Run a filter program (or net:, spam:, spam-edit:, exit: or a built-in filter) on "
-       "each message as it is stored; exit codes 1 to 99 reject it.", pending="filters"),
+       "each message as it is stored; exit codes 1 to 99 reject it."),
     _o("filter-timeout", "W", ONE, "time", "smtpserver,filter",
        "Seconds a filter may run before it is stopped and the message fails.", default="60"),
     _o("interface", "I", MANY, "ip-address-list", "smtpserver",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emailrelay.filters.spec import parse_chain
 from emailrelay.options.parser import CommandLine, Settings, UsageError
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.options.table import BY_NAME
+from emailrelay.verify.spec import parse_spec
 
 ANONYMOUS_SCOPES = ("vrfy", "server", "content", "client")
 LOG_FORMAT_FIELDS = ("time", "unit", "address", "port", "msgid")
@@ -75,6 +77,7 @@ def validate(cl: CommandLine) -> list[str]:
         _check_values(s)
         _check_conflicts(s)
         warnings.extend(_pending_and_ignored(s))
+        warnings.extend(_check_filters(s))
     return warnings
 
 
@@ -94,6 +97,28 @@ def _check_conflicts(s: Settings) -> None:
     for a, b in CONFLICTS:
         if s.has(a) and s.has(b):
             raise UsageError(f"conflicting options: {s.describe(a)} and {s.describe(b)}")
+
+
+def _check_filters(s: Settings) -> list[str]:
+    """E-MailRelay's checks on --filter, --client-filter and --address-verifier."""
+    if s.has("filter") and s.has("dont-serve"):
+        raise UsageError("the --filter option cannot be used with --as-client or --dont-serve")
+    if s.has("filter") and s.has("no-smtp"):
+        raise UsageError("the --filter option cannot be used with --no-smtp")
+    if s.has("client-filter") and not s.has("forward-to"):
+        raise UsageError("--client-filter requires --forward-to")
+    warnings: list[str] = []
+    for name, what in (("filter", "filter"), ("client-filter", "client filter")):
+        try:
+            warnings += parse_chain(s.values(name))[1]
+        except ValueError as e:
+            raise UsageError(f"invalid {what} specification: {e}") from None
+    if s.has("address-verifier"):
+        try:
+            warnings += parse_spec(s.value("address-verifier") or "")[1]
+        except ValueError as e:
+            raise UsageError(f"invalid verifier specification: {e}") from None
+    return warnings
 
 
 def _pending_and_ignored(s: Settings) -> list[str]:

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 END = b"\r\n.\r\n"
 HEADER_LINE_LIMIT = 998  # RFC 5322 section 2.1.1, not counting CRLF
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (HEADER_LINE_LIMIT + 1))
+HEADER_SCAN_LIMIT = 1 << 16  # header lines are checked in the first 64 KB only
+# Anchored at line starts so that a search costs O(n), not O(n * limit).
+_LONG_LINE = re.compile(rb"(?m)^[^\r\n]{%d}" % (HEADER_LINE_LIMIT + 1))
 
 
 @dataclass
 class Segment:
     """One step of the scan: content to store and whether the end marker was seen."""
 
-    content: bytes
+    content: bytes | bytearray
     consumed: int  # bytes of the input buffer used up (including the end marker)
     finished: bool
 
@@ -36,11 +38,13 @@ class DataScanner:
         self.has_nul = False
         self.eight_bit = False
         self._header_tail = 0  # length of the partial header line seen so far
+        self._header_scanned = 0
 
-    def scan(self, buffer: bytes) -> Segment:
+    def scan(self, buffer: bytes | bytearray) -> Segment:
         """Scan as much of ``buffer`` as can be decided now."""
-        if self.at_line_start and buffer.startswith(b".\r\n"):
-            return Segment(b"", 3, True)
+        if self.at_line_start and buffer[:3] == b".\r\n"[: len(buffer)]:
+            # The end marker, or possibly its beginning: decide when it is complete.
+            return Segment(b"", 3, True) if len(buffer) >= 3 else Segment(b"", 0, False)
         end = buffer.find(END)
         if end >= 0:
             raw, consumed, finished = buffer[: end + 2], end + 5, True
@@ -57,14 +61,14 @@ class DataScanner:
         self.at_line_start = raw.endswith(b"\r\n")
         return Segment(self._inspect(content), consumed, finished)
 
-    def _unstuff(self, raw: bytes) -> bytes:
+    def _unstuff(self, raw: bytes | bytearray) -> bytes | bytearray:
         if self.at_line_start and raw.startswith(b"."):
             raw = raw[1:]
         if b"\r\n." in raw:
             raw = raw.replace(b"\r\n.", b"\r\n")
         return raw
 
-    def _inspect(self, content: bytes) -> bytes:
+    def _inspect(self, content: bytes | bytearray) -> bytes | bytearray:
         if not content:
             return content
         if not self.eight_bit and not content.isascii():
@@ -78,9 +82,12 @@ class DataScanner:
             content = content.replace(b"\n", b"\r\n")
         if self.in_headers:
             self._check_headers(content)
+            self._header_scanned += len(content)
+            if self._header_scanned > HEADER_SCAN_LIMIT:
+                self.in_headers = False  # a header section this long: stop checking
         return content
 
-    def _check_headers(self, content: bytes) -> None:
+    def _check_headers(self, content: bytes | bytearray) -> None:
         start = 0
         if self._header_tail == 0 and content.startswith(b"\r\n"):
             self.in_headers = False

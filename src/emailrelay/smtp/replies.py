@@ -61,6 +61,20 @@ def rcpt_error(detail: str, code: int = 550) -> str:
     return f"{code} {detail}"
 
 
+def rcpt_rejected(raw: str, text: str, *, temporary: bool) -> str:
+    """A verifier's rejection; the address is shown only when it is not plain ASCII."""
+    shown = "" if raw.isascii() and raw.isprintable() else f" recipient <{raw}>"
+    return f"{450 if temporary else 550}{shown} {' '.join(text.split()) or 'mailbox unavailable'}"
+
+
+def vrfy_local(name: str) -> str:
+    return f"250 {name}"
+
+
+def vrfy_not_verified(text: str, *, temporary: bool) -> str:
+    return f"{450 if temporary else 550} {' '.join(text.split()) or 'mailbox unavailable'}"
+
+
 def bdat_chunk_ok(size: int) -> str:
     return f"250 {size} bytes received"
 

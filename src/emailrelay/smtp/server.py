@@ -106,6 +106,13 @@ class Close:
 
 
 @dataclass
+class Trace:
+    """A line for the ``--verbose`` protocol trace (``rx<<: ...``)."""
+
+    text: str
+
+
+@dataclass
 class ProtocolWarning:
     """Something to log at warning level, once."""
 
@@ -113,7 +120,7 @@ class ProtocolWarning:
 
 
 Event = (Send | MessageStart | MessageData | MessageComplete | MessageAbort | CheckRecipient
-         | VerifyRequest | StartTls | AuthStep | Close | ProtocolWarning | _Marker)
+         | VerifyRequest | StartTls | AuthStep | Close | Trace | ProtocolWarning | _Marker)
 
 
 # -- configuration and transaction state ----------------------------------------------------
@@ -174,6 +181,7 @@ class ServerConfig:
     authenticator: Authenticator | None = None
     trusted: bool = False  # the client's address is trusted (a "none" secrets line)
     enabled: bool = True  # false: "smtp disable" from the admin interface
+    trace: bool = False  # emit Trace events for the --verbose protocol trace
 
 
 class State(Enum):
@@ -266,11 +274,21 @@ class ServerProtocol:
             self._client_error(replies.LINE_TOO_LONG)
             return True
         line = raw.decode("utf-8", "surrogateescape")
+        if self.config.trace:
+            self._trace_line(line)
         if self.state is State.AUTH:
             self._auth_line(line)
         else:
             self._command(line)
         return True
+
+    def _trace_line(self, line: str) -> None:
+        if self.state is State.AUTH:
+            text = "rx<<: [authentication response not logged]"
+        else:
+            shown = line.encode("unicode_escape", "backslashreplace").decode("ascii")
+            text = f'rx<<: "{shown}"'
+        self._events.append(Trace(text))
 
     def _client_error(self, reply: str) -> None:
         self.errors += 1
@@ -472,6 +490,8 @@ class ServerProtocol:
         self.state = State.DATA
         self._scanner = DataScanner()
         self._emit(replies.START_DATA)
+        if self.config.trace:
+            self._events.append(Trace("rx<<: [message content not logged]"))
 
     def _begin_message(self) -> None:
         self._message_size = 0
@@ -546,10 +566,14 @@ class ServerProtocol:
             return
         self._emit(replies.vrfy_remote(address))
 
-    def vrfy_checked(self, reply: str) -> None:
+    def vrfy_checked(self, reply: str = "", *, abort: bool = False) -> None:
+        """The verifier's answer for the pending :class:`VerifyRequest`."""
         assert self._waiting
         self._waiting = False
-        self._emit(reply)
+        if abort:
+            self._close("address verifier abort")
+        else:
+            self._emit(reply)
 
     def _do_expn(self, line: str) -> None:
         self._emit(replies.NOT_IMPLEMENTED)
@@ -636,13 +660,15 @@ class ServerProtocol:
         assert scanner is not None
         if not self._buffer:
             return False
-        segment = scanner.scan(bytes(self._buffer))
+        segment = scanner.scan(self._buffer)
         if segment.consumed == 0:
             return False
         del self._buffer[: segment.consumed]
         self._content(segment.content)
         if segment.finished:
             self._scanner = None
+            if self.config.trace:
+                self._events.append(Trace('rx<<: "."'))
             if self._message_failed is None:
                 if scanner.has_nul:
                     self._fail_message(replies.NUL_IN_DATA)

@@ -21,10 +21,12 @@ from emailrelay.smtp.received import received_line
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
+from emailrelay.util.printable import printable
+from emailrelay.verify.base import Verifier, VerifierStatus, VerifyQuery
 
 log = logging.getLogger("emailrelay.smtp")
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 17
 
 BODY_TYPES = {"": "7bit", "7BIT": "7bit", "8BITMIME": "8bit", "BINARYMIME": "binarymime"}
 
@@ -36,6 +38,8 @@ class StoredInfo:
     message: NewMessage
     transaction: proto.Transaction
     peer_ip: str
+    # Things to do once the message is published (a filter's rescan request...).
+    after_publish: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class SmtpContext:
     before_publish: Callable[[StoredInfo], Awaitable[tuple[bool, str]]] | None = None
     on_stored: Callable[[StoredInfo], None] | None = None
     on_disconnect: Callable[[], None] | None = None
+    # --address-verifier: consulted for RCPT and VRFY (ServerConfig.verify_recipients).
+    verifier: Verifier | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str) -> None:
@@ -71,6 +77,7 @@ class SmtpSession:
         self._write_failed: str | None = None
         self._out: list[bytes] = []
         self._trace = log.isEnabledFor(15)
+        self.protocol.config.trace = self._trace
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"
@@ -103,9 +110,6 @@ class SmtpSession:
                 await self._flush()
                 data = await asyncio.wait_for(self.reader.read(READ_SIZE),
                                               self.context.idle_timeout or None)
-                if self._trace and data and p.state not in (proto.State.DATA,
-                                                            proto.State.BDAT):
-                    self._trace_input(data)
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
@@ -118,6 +122,14 @@ class SmtpSession:
             elif isinstance(event, proto.MessageComplete):
                 await self._flush()
                 p.message_stored(await self._store(event.transaction))
+            elif isinstance(event, proto.Trace):
+                verbose("%s", event.text)
+            elif isinstance(event, proto.CheckRecipient):
+                await self._flush()
+                await self._check_recipient(event)
+            elif isinstance(event, proto.VerifyRequest):
+                await self._flush()
+                await self._vrfy(event.address)
             elif isinstance(event, proto.ProtocolWarning):
                 log.warning("%s", event.text)
             elif isinstance(event, proto.Close):
@@ -131,7 +143,7 @@ class SmtpSession:
     def _queue(self, send: proto.Send) -> None:
         if self._trace:
             for line in send.lines:
-                log.log(15, 'tx>>: "%s"', line)
+                verbose('tx>>: "%s"', line)
         self._out.append(send.to_bytes())
 
     async def _flush(self) -> None:
@@ -140,10 +152,45 @@ class SmtpSession:
             self._out.clear()
             await self.writer.drain()
 
-    def _trace_input(self, data: bytes) -> None:
-        for line in data.split(b"\r\n"):
-            if line:
-                verbose('rx<<: "%s"', line.decode("utf-8", "backslashreplace"))
+    # -- address verification -----------------------------------------------------------
+
+    async def _verify(self, address: str, mail_from: str, command: str) -> VerifierStatus:
+        p = self.protocol
+        verifier = self.context.verifier
+        assert verifier is not None, "verify_recipients needs a verifier"
+        query = VerifyQuery(
+            address=address, mail_from=mail_from, client=self._peer_display(),
+            domain=self.context.domain, command=command,
+            auth_mechanism=(p.auth_mechanism or "").lower() if p.authenticated_user is not None
+            else "none", auth_name=p.authenticated_user or "")
+        return await verifier.verify(query)
+
+    async def _check_recipient(self, event: proto.CheckRecipient) -> None:
+        arg = event.address
+        status = await self._verify(arg.address, event.transaction.mail_from, "RCPT")
+        if status.abort:
+            self.protocol.recipient_checked(accepted=False, abort=True)
+        elif status.valid:
+            self.protocol.recipient_checked(accepted=True, address=status.address,
+                                            local=status.local)
+        else:
+            log.warning("rejecting recipient \"%s\": %s%s", printable(arg.raw), status.response,
+                        f": {status.reason}" if status.reason != status.response else "")
+            self.protocol.recipient_checked(accepted=False, reply=replies.rcpt_rejected(
+                arg.raw, status.response, temporary=status.temporary))
+
+    async def _vrfy(self, address: str) -> None:
+        status = await self._verify(address, "", "VRFY")
+        p = self.protocol
+        if status.abort:
+            p.vrfy_checked(abort=True)
+        elif status.valid and status.local:
+            p.vrfy_checked(replies.vrfy_local(status.full_name or status.address))
+        elif status.valid:
+            p.vrfy_checked(replies.vrfy_remote(status.address))
+        else:
+            p.vrfy_checked(replies.vrfy_not_verified(status.response,
+                                                     temporary=status.temporary))
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -202,10 +249,12 @@ class SmtpSession:
             if ctx.before_publish is not None:
                 ok, reply = await ctx.before_publish(info)
                 if not ok:
-                    message.abort()
+                    message.abort()  # (a no-op if the hook kept the message as .bad)
                     ctx.count("rejected")
                     return reply
                 await message.publish(ctx.committer, resync=True)
+                for callback in info.after_publish:
+                    callback()
             else:
                 await message.publish(ctx.committer)
         except OSError as e:

@@ -18,15 +18,19 @@ takes the ``flock`` before the rename to ``.busy``, so a ``.busy`` envelope whos
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import itertools
 import logging
 import os
+import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from emailrelay.spool import envelope as envelope_format
 from emailrelay.spool.durable import GroupCommitter, fsync_directory
@@ -41,12 +45,14 @@ NEW = ".new"
 BUSY = ".busy"
 BAD = ".bad"
 ORPHAN = ".orphan"
+TMP = ".tmp"
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 ORPHAN_AGE = 3600.0  # seconds before an unexplained content file is set aside
 
 _sequence = itertools.count(1)
+_maildir_sequence = itertools.count(0)
 
 
 class SpoolError(Exception):
@@ -119,6 +125,7 @@ class NewMessage:
         self.size = 0
         self._content_fd: int | None = None
         self._envelope_fd: int | None = None
+        self._finished = False  # published or failed: abort() must not touch it
         self._open()
 
     @property
@@ -158,6 +165,7 @@ class NewMessage:
 
     def _publish(self) -> None:
         os.rename(self.new_envelope_path, self.spool.envelope_path(self.id))
+        self._finished = True
         assert self._envelope_fd is not None
         os.close(self._envelope_fd)  # releases the flock
         self._envelope_fd = None
@@ -204,13 +212,58 @@ class NewMessage:
         fsync_directory(str(self.spool.directory))
 
     def abort(self) -> None:
-        """Remove every trace of an unfinished message."""
+        """Remove every trace of an unfinished message (a no-op once published or failed)."""
+        self._close_files()
+        if self._finished:
+            return
+        for path in (self.content_path, self.new_envelope_path):
+            path.unlink(missing_ok=True)
+
+    def _close_files(self) -> None:
         for fd in (self._content_fd, self._envelope_fd):
             if fd is not None:
                 os.close(fd)
         self._content_fd = self._envelope_fd = None
-        for path in (self.content_path, self.new_envelope_path):
-            path.unlink(missing_ok=True)
+
+    def publish_if_present(self) -> bool:
+        """Publish what a filter left behind (E-MailRelay's "abandon"), without errors.
+
+        A filter that abandons a message may have removed one or both files: a message
+        missing either file is tidied away and False is returned.  Blocking (fsyncs):
+        call it off the event loop.
+        """
+        envelope = self.new_envelope_path
+        if envelope.exists() and self.content_path.exists():
+            try:
+                self._resync_files()
+                self._publish()
+                fsync_directory(str(self.spool.directory))
+                return True
+            except OSError as e:
+                log.warning("cannot keep the abandoned message \"%s\": %s", self.id, e.strerror)
+        self.abort()
+        return False
+
+    def fail(self, reason: str, code: str | int = "") -> bool:
+        """Keep the message out of the queue as ``.bad``, with the reason appended.
+
+        The envelope on disk (which a filter may have edited) gets the reason lines.
+        Returns False if the filter had removed the files (nothing is kept then).
+        Blocking (fsyncs): call it off the event loop.
+        """
+        bad = self.spool.envelope_path(self.id, BAD)
+        if not self.new_envelope_path.exists() or not self.content_path.exists():
+            self.abort()
+            return False
+        try:
+            _append_reason(self.new_envelope_path, reason, code)
+            self._resync_files()
+            os.rename(self.new_envelope_path, bad)
+            self._finished = True
+        finally:
+            self._close_files()
+        fsync_directory(str(self.spool.directory))
+        return True
 
 
 @dataclass
@@ -267,17 +320,30 @@ class StoredMessage:
 
     def fail(self, reason: str, code: str | int = "") -> None:
         """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
-        lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
-                 f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
         try:
-            with open(self.envelope_path, "ab") as f:
-                f.write(("".join(line + "\r\n" for line in lines)).encode("utf-8",
-                                                                         "surrogateescape"))
-                f.flush()
-                os.fdatasync(f.fileno())
+            _append_reason(self.envelope_path, reason, code)
             os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
         finally:
             self._close()
+
+    def reopen(self) -> Envelope:
+        """After a filter ran: lock the envelope file now there and read it again.
+
+        A filter may have replaced the file (a new inode), so the lock is taken afresh.
+        Raises :class:`OSError` or :class:`EnvelopeError` if it is gone or unreadable.
+        """
+        fd = os.open(self.envelope_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _try_flock(fd)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                envelope = envelope_format.parse(f.read())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._close()
+        self._fd = fd
+        self.envelope = envelope
+        return envelope
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -287,6 +353,103 @@ class StoredMessage:
 
 def _one_line(text: str) -> str:
     return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+def _append_reason(envelope_path: Path, reason: str, code: str | int) -> None:
+    """Append E-MailRelay's ``Reason`` and ``ReasonCode`` lines, flushed to disk."""
+    lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
+             f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
+    with open(envelope_path, "ab") as f:
+        f.write("".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape"))
+        f.flush()
+        os.fdatasync(f.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_or_link(source: Path, target: Path, *, hardlink: bool) -> None:
+    """Hard-link (falling back to a copy across file systems) or copy, then flush."""
+    if hardlink:
+        try:
+            os.link(source, target)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+    shutil.copyfile(source, target)
+    os.chmod(target, FILE_MODE)
+    _fsync_path(target)
+
+
+@contextlib.contextmanager
+def replace_file(path: Path) -> Iterator[BinaryIO]:
+    """Write a new version of a message file: yields a binary file for the new
+    content, which replaces ``path`` atomically (flushed) only if the block succeeds."""
+    tmp = path.with_name(path.name + TMP)
+    f = open(tmp, "wb")  # noqa: SIM115
+    try:
+        os.chmod(tmp, FILE_MODE)
+        yield f
+        f.flush()
+        os.fdatasync(f.fileno())
+        f.close()
+        os.rename(tmp, path)
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_envelope_file(path: Path, envelope: Envelope) -> None:
+    """Replace (or create) an envelope file atomically, flushed to disk."""
+    with replace_file(path) as f:
+        f.write(envelope.to_bytes())
+
+
+def maildir_name() -> str:
+    """E-MailRelay's maildir file name: ``<secs>.<usecs>.<pid>.<host>.<seq>``."""
+    now = time.time()
+    host = socket.gethostname() or "localhost"
+    for ch in "/\\.":
+        host = host.replace(ch, "_")
+    return f"{int(now)}.{int(now % 1 * 1e6):06d}.{os.getpid()}.{host}.{next(_maildir_sequence)}"
+
+
+def is_maildir(directory: Path) -> bool:
+    return all((directory / sub).is_dir() for sub in ("tmp", "cur", "new"))
+
+
+def deliver_to_mailbox(mailbox: Path, message_id: str, content: Path, envelope: Path, *,
+                       hardlink: bool = False) -> str:
+    """Put a copy of a message into a mailbox directory; returns the new file's name.
+
+    A maildir (one with ``tmp``, ``cur`` and ``new``) gets the content only, written in
+    ``tmp`` and moved to ``new``; any other directory gets ``<id>.content`` and
+    ``<id>.envelope`` (a directory that the POP3 server can serve).  Blocking.
+    """
+    if is_maildir(mailbox):
+        name = maildir_name()
+        tmp = mailbox / "tmp" / name
+        _copy_or_link(content, tmp, hardlink=hardlink)
+        os.rename(tmp, mailbox / "new" / name)
+        fsync_directory(str(mailbox / "new"))
+        return f"new/{name}"
+    target_content = mailbox / (message_id + CONTENT)
+    target_envelope = mailbox / (message_id + ENVELOPE)
+    _copy_or_link(content, target_content, hardlink=hardlink)
+    try:
+        _copy_or_link(envelope, target_envelope, hardlink=False)
+    except BaseException:
+        target_content.unlink(missing_ok=True)
+        raise
+    fsync_directory(str(mailbox))
+    return target_envelope.name
 
 
 @dataclass(frozen=True)
@@ -348,6 +511,20 @@ class Spool:
             except FileExistsError:
                 continue  # the same pid and second in an earlier life: next sequence number
 
+    def link_content(self, content_of: str) -> str:
+        """A new message id whose content file is a hard link to another message's.
+
+        Its envelope is the caller's to write (:func:`write_envelope_file`); split:
+        uses this.
+        """
+        while True:
+            message_id = self.new_id()
+            try:
+                os.link(self.content_path(content_of), self.content_path(message_id))
+                return message_id
+            except FileExistsError:
+                continue
+
     def copy_to_subdirectories(self, message_id: str, envelope: Envelope) -> bool:
         """Give a ready message to every subdirectory (a mailbox each, as ``--pop-by-name``
         reads them) by copying its envelope there; the content stays here.
@@ -356,26 +533,16 @@ class Spool:
         also forwarded.  Returns True in that case.
         """
         name = message_id + ENVELOPE
-        data = envelope.to_bytes()
         mailboxes = self.subdirectories()
         copied = 0
         for mailbox in mailboxes:
-            tmp = mailbox / (name + NEW)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                             FILE_MODE)
-                try:
-                    if self.owner is not None:
-                        os.fchown(fd, *self.owner)
-                    _write_all(fd, data)
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-                os.rename(tmp, mailbox / name)
+                write_envelope_file(mailbox / name, envelope)
+                if self.owner is not None:
+                    os.chown(mailbox / name, *self.owner)
                 fsync_directory(str(mailbox))
                 copied += 1
             except OSError as e:
-                tmp.unlink(missing_ok=True)
                 log.warning("cannot copy \"%s\" into \"%s\": %s", name, mailbox, e.strerror)
         if not mailboxes or copied < len(mailboxes):
             return False

@@ -188,7 +188,6 @@ class Submission:
         Until the commits, any error (bad input, a full disk, ^C) removes every file.
         """
         messages: list[NewMessage] = []
-        committed: set[str] = set()
         endings = LineEndings()
         try:
             for draft in drafts:
@@ -202,15 +201,13 @@ class Submission:
             for message in messages:
                 message.envelope.body_type = "8bit" if eight_bit else "7bit"
                 message.commit_sync()
-                committed.add(message.id)
                 log.info("submit: stored %s", message.content_path)
                 if self.args.flag("copy"):
                     spool.copy_to_subdirectories(message.id, message.envelope)
                 on_commit(message)
         except BaseException:
             for message in messages:
-                if message.id not in committed:
-                    message.abort()
+                message.abort()  # nothing happens to those already committed
             raise
 
     def _stream_body(self, messages: list[NewMessage], endings: LineEndings) -> None:

@@ -1,0 +1,120 @@
+"""Small helpers for filter and verifier tests: scripts, spools, real DNS and spamd."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from emailrelay.spool.envelope import Envelope
+from emailrelay.spool.store import NewMessage, Spool
+from tests.support.relay import free_port
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+CONTENT = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def script(directory: Path, name: str, body: str, interpreter: str = "/bin/sh") -> Path:
+    """Write an executable script (``interpreter`` may be a python path)."""
+    path = directory / name
+    path.write_text(f"#!{interpreter}\n{body.lstrip()}")
+    path.chmod(0o755)
+    return path
+
+
+def new_message(spool: Spool, envelope: Envelope | None = None,
+                content: bytes = CONTENT) -> NewMessage:
+    """A message flushed as .envelope.new, as the server has it when --filter runs."""
+    message = spool.new_message(envelope or Envelope(from_="a@example.com",
+                                                     to_remote=["b@example.net"]))
+    message.write(content)
+    message._flush_files()
+    return message
+
+
+def stored_message(spool: Spool, envelope: Envelope | None = None,
+                   content: bytes = CONTENT) -> str:
+    """A ready message in the spool; returns its id."""
+    message = new_message(spool, envelope, content)
+    message._publish()
+    return message.id
+
+
+def wait_for_tcp(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+class Spamd:
+    """SpamAssassin's spamd on a free loopback port (module fixture material)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.log = open(tmp / "spamd.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [shutil.which("spamd") or "spamd", "--listen", f"127.0.0.1:{self.port}",
+             "--max-children", "2", "--nouser-config", "--local", "--syslog", "stderr",
+             "--pidfile", str(tmp / "spamd.pid")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_tcp(self.port, 60)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class Dnsmasq:
+    """Debian's dnsmasq answering for made-up names on a free loopback UDP port."""
+
+    def __init__(self, tmp: Path, records: list[str]) -> None:
+        self.port = _free_udp_port()
+        self.log = open(tmp / "dnsmasq.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground",
+             "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+             "--bind-interfaces", "--listen-address=127.0.0.1", "--port", str(self.port),
+             "--pid-file=", "--user=root", "--log-queries", "--log-facility=-",
+             *records],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait()
+
+    def _wait(self) -> None:
+        import dns.message
+        import dns.query
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("dnsmasq exited: " + Path(self.log.name).read_text())
+            try:
+                dns.query.udp(dns.message.make_query("probe.test", "A"), "127.0.0.1",
+                              port=self.port, timeout=0.3)
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise TimeoutError("dnsmasq did not answer")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

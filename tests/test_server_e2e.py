@@ -1,0 +1,259 @@
+"""The real ``emailrelay`` storage daemon with real clients: smtplib and swaks."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from emailrelay.spool.envelope import parse
+from tests.support.relay import Relay
+
+needs_swaks = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+
+
+def message(subject: str = "test", body: str = "hello\n") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "alice@example.com"
+    msg["To"] = "bob@example.net"
+    msg["Subject"] = subject
+    msg.set_content(body)
+    return msg
+
+
+def swaks(relay: Relay, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["swaks", "--server", f"127.0.0.1:{relay.port}", "--from",
+                           "alice@example.com", "--to", "bob@example.net",
+                           "--helo", "client.example", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def raw_session(relay: Relay, data: bytes, read_until: bytes = b"221") -> bytes:
+    """Send raw bytes and return everything the server said until it closes."""
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+        s.sendall(data)
+        received = b""
+        while read_until not in received:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def test_smtplib_message_is_stored_as_e_mailrelay_stores_it(start_relay) -> None:
+    relay = start_relay("--domain", "relay.example")
+    with smtplib.SMTP("127.0.0.1", relay.port) as client:
+        code, banner = client.ehlo("client.example")
+        assert code == 250 and b"PIPELINING" in banner
+        refused = client.send_message(message(), "alice@example.com",
+                                      ["bob@example.net", "carol@example.org"])
+        assert refused == {}
+    (envelope_path,) = relay.envelopes()
+    (content_path,) = relay.contents()
+    assert envelope_path.name.replace(".envelope", ".content") == content_path.name
+    env = parse(envelope_path.read_bytes())
+    assert env.from_ == "alice@example.com"
+    assert env.to_remote == ["bob@example.net", "carol@example.org"]
+    assert env.client == "127.0.0.1"
+    content = content_path.read_bytes()
+    first = content.split(b"\r\n", 1)[0].decode()
+    assert first.startswith("Received: from client.example ([127.0.0.1]) by relay.example "
+                            "with ESMTP ; ")
+    assert b"Subject: test\r\n" in content and content.endswith(b"hello\r\n")
+    assert content.count(b"\n") == content.count(b"\r\n")
+    log = relay.log()
+    assert "smtp connection from 127.0.0.1:" in log
+    assert 'rx<<: "mail FROM:<alice@example.com>' in log  # as smtplib writes it
+    assert 'rx<<: [message content not logged]' in log
+    assert 'tx>>: "250 message processed"' in log
+
+
+def test_anonymous_content_has_no_received_line(start_relay) -> None:
+    relay = start_relay("--anonymous=content")
+    with smtplib.SMTP("127.0.0.1", relay.port) as client:
+        client.send_message(message(), "a@example.com", ["b@example.com"])
+    assert not relay.contents()[0].read_bytes().startswith(b"Received:")
+
+
+@needs_swaks
+def test_swaks_pipelining(start_relay) -> None:
+    relay = start_relay()
+    result = swaks(relay, "--pipeline")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 message processed" in result.stdout
+    assert len(relay.envelopes()) == 1
+
+
+@needs_swaks
+def test_swaks_bdat_when_chunking_is_on(start_relay) -> None:
+    relay = start_relay("--server-smtp-config=+chunking")
+    result = swaks(relay, "--body", "chunked body")
+    assert result.returncode == 0, result.stdout
+    out = raw_session(relay, b"EHLO c\r\nMAIL FROM:<a@x> BODY=BINARYMIME\r\nRCPT TO:<b@x>\r\n"
+                      b"BDAT 6\r\nbin\r\n.BDAT 5 LAST\r\nary\x00\xffQUIT\r\n")
+    assert b"250 6 bytes received" in out and b"250 message processed" in out
+    envelopes = [parse(p.read_bytes()) for p in relay.envelopes()]
+    assert sorted(e.body_type for e in envelopes) == ["7bit", "binarymime"]
+    binary = [p for p in relay.contents() if p.read_bytes().endswith(b"ary\x00\xff")]
+    assert len(binary) == 1 and b"bin\r\n.ary\x00\xff" in binary[0].read_bytes()
+
+
+def test_bdat_is_refused_unless_configured(start_relay) -> None:
+    relay = start_relay()
+    out = raw_session(relay, b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\n"
+                      b"abc\r\nQUIT\r\n")
+    # BDAT is an unknown command, so its chunk is read as another (unknown) command.
+    assert out.count(b"500 command unrecognized") == 2 and out.endswith(b"221 OK\r\n")
+    assert b"CHUNKING" not in out
+
+
+@needs_swaks
+def test_smtputf8_addresses(start_relay) -> None:
+    relay = start_relay("--server-smtp-config=+smtputf8")
+    out = raw_session(relay, "EHLO c\r\nMAIL FROM:<jörg@exämple.de> SMTPUTF8\r\n"
+                      "RCPT TO:<åsa@example.se>\r\nDATA\r\nSubject: å\r\n\r\nhej\r\n.\r\n"
+                      "QUIT\r\n".encode())
+    assert b"250-SMTPUTF8" in out and b"250 message processed" in out
+    env = parse(relay.envelopes()[0].read_bytes())
+    assert env.utf8_mailbox_names is True
+    assert env.from_ == "jörg@xn--exmple-cua.de"
+    assert env.to_remote == ["åsa@example.se"]
+    assert env.body_type == "8bit"
+
+
+@needs_swaks
+def test_size_limit(start_relay) -> None:
+    relay = start_relay("--size", "2000")
+    result = swaks(relay, "--body", "x" * 5000)
+    assert "552 message size exceeds fixed maximum message size" in result.stdout
+    assert relay.envelopes() == [] and relay.contents() == []
+    ok = swaks(relay, "--body", "small")
+    assert ok.returncode == 0 and len(relay.envelopes()) == 1
+    with smtplib.SMTP("127.0.0.1", relay.port) as client:
+        client.ehlo()
+        assert client.does_esmtp and client.esmtp_features["size"] == "2000"
+
+
+@pytest.mark.parametrize("data,expected", [
+    (b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nSubject: x\r\n\r\nhi\n.\n"
+     b"MAIL FROM:<smuggled@x>\r\nRCPT TO:<victim@x>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n",
+     [b"250 message processed", b"221 OK"]),
+    (b"EHLO c\r\nNOOP " + b"x" * 9000 + b"\r\nQUIT\r\n", [b"500 line too long", b"221 OK"]),
+    (b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nSubject: " + b"y" * 2000
+     + b"\r\n\r\nbody\r\n.\r\nQUIT\r\n", [b"554 message header line too long", b"221 OK"]),
+    (b"EHLO c\r\nMAIL FROM:<a\x00@x>\r\nQUIT\r\n", [b"553 mailbox name not allowed"]),
+    (b"EHLO c\r\nRCPT TO:<b@x>\r\nDATA\r\nQUIT\r\n",
+     [b"503 command out of sequence", b"503 command out of sequence", b"221 OK"]),
+    (b"EHLO c\r\n" + b"GARBAGE\r\n" * 30, [b"421 too many errors"]),
+])
+def test_hostile_input(start_relay, data: bytes, expected: list[bytes]) -> None:
+    relay = start_relay()
+    out = raw_session(relay, data, read_until=expected[-1])
+    position = 0
+    for reply in expected:
+        position = out.find(reply, position)
+        assert position >= 0, (reply, out)
+        position += 1
+    time.sleep(0.2)
+    # A smuggled second message never appears: one message at most, holding the rest.
+    envelopes = relay.envelopes()
+    assert len(envelopes) <= 1
+    for path in relay.contents():
+        content = path.read_bytes()
+        assert content.count(b"\n") == content.count(b"\r\n")
+
+
+def test_client_vanishing_mid_data_leaves_nothing(start_relay) -> None:
+    relay = start_relay()
+    with socket.create_connection(("127.0.0.1", relay.port)) as s:
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nSubject: x\r\n\r\n"
+                  + b"partial body\r\n" * 1000)
+        time.sleep(0.3)
+    relay.wait_for_log("smtp connection closed")
+    time.sleep(0.2)
+    assert list(relay.spool.iterdir()) == []
+
+
+def test_slow_client_times_out(start_relay) -> None:
+    relay = start_relay("--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", relay.port)) as s:
+        s.settimeout(5)
+        assert s.recv(1000).startswith(b"220 ")
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nSubject: x")
+        time.sleep(2.5)
+        rest = b""
+        while chunk := s.recv(1000):
+            rest += chunk
+    assert relay.wait_for_log("no activity after 1s")
+    assert list(relay.spool.iterdir()) == []
+
+
+def test_remote_clients_are_refused_by_default(tmp_path: Path) -> None:
+    """A non-local address: listen on a non-loopback address of this host if there is one."""
+    import psutil
+    addresses = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                 if a.family == socket.AF_INET and not a.address.startswith(("127.", "10.",
+                                                                            "192.168.", "172."))]
+    if not addresses:
+        pytest.skip("this host has no public IPv4 address to connect from")
+    address = addresses[0]
+    relay = Relay(tmp_path, "--interface", address, wait=False)
+    try:
+        time.sleep(1.5)
+        with socket.create_connection((address, relay.port), timeout=5) as s:
+            assert s.recv(100) == b""
+        relay.wait_for_log("configured to reject non-local smtp connection")
+    finally:
+        relay.stop()
+
+
+def test_many_concurrent_clients(start_relay) -> None:
+    import concurrent.futures
+    relay = start_relay()
+
+    def send(i: int) -> dict:
+        with smtplib.SMTP("127.0.0.1", relay.port) as client:
+            return client.send_message(message(f"n{i}"), "a@example.com", ["b@example.com"])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(send, range(64))) == [{}] * 64
+    assert len(relay.envelopes()) == 64 and len(relay.contents()) == 64
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_200_mb_message_streams_to_disk(start_relay) -> None:
+    relay = start_relay()
+    before = _peak_rss_kb(relay.process.pid)
+    line = b"x" * 998 + b"\r\n"
+    block = line * 1000
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=60) as s:
+        s.recv(1000)
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        reply = b""
+        while b"354" not in reply:
+            reply += s.recv(1000)
+        s.sendall(b"Subject: big\r\n\r\n")
+        for _ in range(200):
+            s.sendall(block)
+        s.sendall(b".\r\nQUIT\r\n")
+        reply = b""
+        while b"221" not in reply:
+            reply += s.recv(1000)
+    assert b"250 message processed" in reply
+    growth_kb = _peak_rss_kb(relay.process.pid) - before
+    assert growth_kb < 8 * 1024, f"peak RSS grew by {growth_kb} KB"
+    (content,) = relay.contents()
+    assert content.stat().st_size > 200_000_000
