@@ -27,7 +27,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from emailrelay.options.parser import UsageError
+from emailrelay.options.parser import UsageError, Value
 from emailrelay.options.table import UCI_BY_NAME, UCI_OPTIONS
 from emailrelay.options.validate import VALUE_CHECKS
 from emailrelay.uci.parser import Section, UciFile
@@ -37,8 +37,6 @@ MODES = ("server", "proxy", "client", "cmdline")
 TRUE_WORDS = ("1", "on", "true", "yes", "enabled")
 FALSE_WORDS = ("0", "off", "false", "no", "disabled")
 ALWAYS = ("--forward-to-some",)  # the init script ends every command line with it
-
-Value = bool | str | list[str]
 
 
 @dataclass
