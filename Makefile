@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-installed
-APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base
+APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd
 
 .PHONY: run test lint bench apt clean
 

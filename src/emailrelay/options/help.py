@@ -22,7 +22,7 @@ def _signature(opt: Option) -> str:
     return f"  {short}--{opt.name}{arg}"
 
 
-def _entry(opt: Option, width: int = 38) -> str:
+def option_entry(opt: Option, width: int = 38) -> str:
     text = opt.help
     if opt.default is not None and "default" not in text:
         text += f" (default: {opt.default})"
@@ -35,14 +35,14 @@ def _entry(opt: Option, width: int = 38) -> str:
 def help_text(verbose: bool) -> str:
     out = [USAGE, ""]
     if not verbose:
-        out += [_entry(o) for o in OPTIONS if "basic" in o.areas]
+        out += [option_entry(o) for o in OPTIONS if "basic" in o.areas]
         out += ["", 'For complete usage information run "emailrelay --help --verbose"']
         return "\n".join(out) + "\n"
     for area, title in AREA_TITLES.items():
         members = [o for o in OPTIONS if o.areas[0] == area]
         if not members:
             continue
-        out += [f"{title}:"] + [_entry(o) for o in members] + [""]
+        out += [f"{title}:"] + [option_entry(o) for o in members] + [""]
     return "\n".join(out)
 
 

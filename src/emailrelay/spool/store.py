@@ -142,6 +142,9 @@ class NewMessage:
         _try_flock(self._envelope_fd)
         try:
             self._content_fd = os.open(self.content_path, flags, FILE_MODE)
+            if self.spool.owner is not None:
+                for fd in (self._envelope_fd, self._content_fd):
+                    os.fchown(fd, *self.spool.owner)
         except BaseException:
             self.abort()
             raise
@@ -467,6 +470,8 @@ class SpoolEntry:
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
         self.directory = Path(directory)
+        # (uid, gid) for new files, for a root program filling another user's spool.
+        self.owner: tuple[int, int] | None = None
         self._prepare(create)
 
     def _prepare(self, create: bool) -> None:
@@ -477,6 +482,8 @@ class Spool:
             except OSError as e:
                 raise SpoolError(f"cannot create spool directory \"{self.directory}\": "
                                  f"{e.strerror}") from None
+        if not self.directory.exists():
+            raise SpoolError(f"spool directory \"{self.directory}\" does not exist")
         if not self.directory.is_dir():
             raise SpoolError(f"spool directory \"{self.directory}\" is not a directory")
         if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
@@ -525,6 +532,31 @@ class Spool:
                 return message_id
             except FileExistsError:
                 continue
+
+    def copy_to_subdirectories(self, message_id: str, envelope: Envelope) -> bool:
+        """Give a ready message to every subdirectory (a mailbox each, as ``--pop-by-name``
+        reads them) by copying its envelope there; the content stays here.
+
+        When every copy is made the original envelope is removed, so the message is not
+        also forwarded.  Returns True in that case.
+        """
+        name = message_id + ENVELOPE
+        mailboxes = self.subdirectories()
+        copied = 0
+        for mailbox in mailboxes:
+            try:
+                write_envelope_file(mailbox / name, envelope)
+                if self.owner is not None:
+                    os.chown(mailbox / name, *self.owner)
+                fsync_directory(str(mailbox))
+                copied += 1
+            except OSError as e:
+                log.warning("cannot copy \"%s\" into \"%s\": %s", name, mailbox, e.strerror)
+        if not mailboxes or copied < len(mailboxes):
+            return False
+        self.envelope_path(message_id).unlink(missing_ok=True)  # unless a forwarder took it
+        fsync_directory(str(self.directory))
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
