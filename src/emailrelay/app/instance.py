@@ -179,6 +179,8 @@ class Instance:
         self.sessions.add(task)
         try:
             await SmtpSession(self.smtp_context, reader, writer, peer).run()
+        except asyncio.CancelledError:
+            pass  # shutdown: asyncio's stream callback must not see a cancelled task
         finally:
             self.sessions.discard(task)
 
