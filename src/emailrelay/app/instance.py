@@ -11,7 +11,9 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
-from emailrelay.filters.setup import server_filters
+from emailrelay.filters.setup import client_filters, server_filters
+from emailrelay.forward.agent import Forwarder
+from emailrelay.forward.config import forward_settings
 from emailrelay.logs.setup import peer_context, unit_context
 from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
@@ -68,6 +70,20 @@ class Instance:
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
             verifier=self.verifier)
+        self.forwarder: Forwarder | None = None
+        forwarding = forward_settings(s, self.domain)
+        if forwarding is not None:
+            forwarder = self.forwarder = Forwarder(self.spool, forwarding)
+            if s.flag("forward-on-disconnect"):
+                self.smtp_context.on_disconnect = lambda: forwarder.request_forward(
+                    "client disconnect")
+            if s.flag("immediate"):
+                self.smtp_context.after_store = forwarder.immediate_reply
+            forwarder.client_filters = client_filters(s, self.spool, self.domain)
+            forwarder.routing_filters = client_filters(s, self.spool, self.domain,
+                                                       routing=True)
+            if self.filters is not None:
+                self.filters.request_forward = forwarder.request_forward
         self.pop_context = pop_context(s, self.spool, self.domain) if s.flag("pop") else None
 
     @property
@@ -77,6 +93,19 @@ class Instance:
     @property
     def serves(self) -> bool:
         return not self.settings.flag("dont-serve")
+
+    @property
+    def forwards(self) -> bool:
+        """Forwards on its own (at start-up or by polling), not only when a client asks."""
+        s = self.settings
+        return self.forwarder is not None and (s.flag("forward") or (s.int("poll") or 0) > 0)
+
+    @property
+    def quit_when_sent(self) -> bool:
+        """--as-client (or --forward --dont-serve): one run over the spool, then exit."""
+        s = self.settings
+        return (not self.listeners and self.forwarder is not None and s.flag("forward")
+                and not (s.int("poll") or 0))
 
     def listen_specs(self) -> list[ListenSpec]:
         s = self.settings
@@ -124,6 +153,21 @@ class Instance:
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
 
+    def start_forwarding(self) -> None:
+        """After the servers: report the smarthost, forward at start-up, start polling."""
+        if self.forwarder is None:
+            return
+        prefix = f"[{self.name}] " if self.name else ""
+        address = self.forwarder.settings.forward_to
+        assert address is not None
+        log.info("%sforwarding to %s", prefix, address.display())
+        if self.settings.flag("immediate") and self.listeners:
+            log.warning("using --immediate can result in client timeout errors: try "
+                        "--forward-on-disconnect instead")
+        if self.settings.flag("forward") and not self.quit_when_sent:
+            self.forwarder.request_forward("startup")
+        self.forwarder.start()
+
     async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         peer = _peer_of(writer)
@@ -148,12 +192,18 @@ class Instance:
                 await PopSession(self.pop_context, reader, writer, peer).run()
             else:
                 await SmtpSession(self.smtp_context, reader, writer, peer).run()
+        except asyncio.CancelledError:
+            pass  # shutdown: asyncio's stream callback must not see a cancelled task
         finally:
             self.sessions.discard(task)
 
     def stop_listening(self) -> None:
         for server in self.servers:
             server.close()
+
+    async def stop_forwarding(self) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.stop()
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:

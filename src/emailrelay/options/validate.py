@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from emailrelay.filters.spec import parse_chain
+from emailrelay.forward.address import AddressError, parse_forward_address
 from emailrelay.options.parser import CommandLine, Settings, UsageError
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.options.table import BY_NAME
@@ -61,6 +62,10 @@ VALUE_CHECKS: dict[str, Callable[[str], None]] = {
     "prompt-timeout": _seconds,
     "filter-timeout": _seconds,
     "poll": _seconds,
+    "forward-connections": _integer(1, 100),
+    "retry-delay": _seconds,
+    "retry-max-delay": _seconds,
+    "retry-max-age": _seconds,
     "size": _integer(0),
     "anonymous": keyword_list(ANONYMOUS_SCOPES),
     "log-format": keyword_list(LOG_FORMAT_FIELDS),
@@ -79,6 +84,7 @@ def validate(cl: CommandLine) -> list[str]:
         _check_pop(s)
         warnings.extend(_pending_and_ignored(s))
         warnings.extend(_check_filters(s))
+        _check_forwarding(s)
     return warnings
 
 
@@ -148,3 +154,30 @@ def _pending_and_ignored(s: Settings) -> list[str]:
         if opt.ignored:
             warnings.append(f"{s.describe(name)} is ignored: {opt.ignored}")
     return warnings
+
+
+SERVER_ONLY = ("filter", "port", "server-auth", "pop", "admin")
+
+
+def _check_forwarding(s: Settings) -> None:
+    """E-MailRelay's semantic checks on the forwarding options, with its wording."""
+    d = s.describe
+    if s.has("poll") and s.int("poll") == 0:
+        raise UsageError(f"invalid {d('poll')} period: try {d('forward-on-disconnect')}")
+    has_forward_to = s.has("forward-to")
+    for name in ("forward", "forward-on-disconnect", "client-filter"):
+        if s.has(name) and not has_forward_to:
+            raise UsageError(f"{d(name)} requires {d('forward-to')}")
+    if s.flag("dont-serve"):
+        for name in SERVER_ONLY:
+            if s.has(name):
+                raise UsageError(f"the {d(name)} option cannot be used with --as-client or "
+                                 f"{d('dont-serve')}")
+    if has_forward_to:
+        try:
+            address = parse_forward_address(s.value("forward-to") or "")
+        except AddressError as e:
+            raise UsageError(f"invalid {d('forward-to')} address: {e}") from None
+        if address.unix and s.has("client-interface"):
+            raise UsageError(f"the {d('client-interface')} option cannot be used with a "
+                             "unix-domain forwarding address")

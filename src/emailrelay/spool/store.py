@@ -174,6 +174,9 @@ class NewMessage:
         _try_flock(self._envelope_fd)
         try:
             self._content_fd = os.open(self.content_path, flags, FILE_MODE)
+            if self.spool.owner is not None:
+                for fd in (self._envelope_fd, self._content_fd):
+                    os.fchown(fd, *self.spool.owner)
         except BaseException:
             self.abort()
             raise
@@ -344,8 +347,14 @@ class StoredMessage:
         self._close()
         self.spool.remove_content_if_unreferenced(self.id)
 
-    def release(self) -> None:
-        """Give the message back for a later attempt."""
+    def release(self, envelope: Envelope | None = None) -> None:
+        """Give the message back for a later attempt, with an updated envelope if given."""
+        if envelope is not None:
+            try:
+                self.rewrite(envelope)
+            except OSError as e:
+                log.warning("cannot update envelope file \"%s\": %s", self.envelope_path,
+                            e.strerror)
         try:
             os.rename(self.envelope_path, self.spool.envelope_path(self.id))
         finally:
@@ -355,7 +364,9 @@ class StoredMessage:
         """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
         try:
             _append_reason(self.envelope_path, reason, code)
-            os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
+            bad = self.spool.envelope_path(self.id, BAD)
+            os.rename(self.envelope_path, bad)
+            log.info("failing envelope [%s] -> [%s]", self.envelope_path.name, bad.name)
         finally:
             self._close()
 
@@ -639,6 +650,8 @@ def _age_key(message_id: str) -> tuple[int, int, int, str]:
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
         self.directory = Path(directory)
+        # (uid, gid) for new files, for a root program filling another user's spool.
+        self.owner: tuple[int, int] | None = None
         self._prepare(create)
 
     def _prepare(self, create: bool) -> None:
@@ -649,6 +662,8 @@ class Spool:
             except OSError as e:
                 raise SpoolError(f"cannot create spool directory \"{self.directory}\": "
                                  f"{e.strerror}") from None
+        if not self.directory.exists():
+            raise SpoolError(f"spool directory \"{self.directory}\" does not exist")
         if not self.directory.is_dir():
             raise SpoolError(f"spool directory \"{self.directory}\" is not a directory")
         if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
@@ -706,6 +721,31 @@ class Spool:
             except FileExistsError:
                 continue
 
+    def copy_to_subdirectories(self, message_id: str, envelope: Envelope) -> bool:
+        """Give a ready message to every subdirectory (a mailbox each, as ``--pop-by-name``
+        reads them) by copying its envelope there; the content stays here.
+
+        When every copy is made the original envelope is removed, so the message is not
+        also forwarded.  Returns True in that case.
+        """
+        name = message_id + ENVELOPE
+        mailboxes = self.subdirectories()
+        copied = 0
+        for mailbox in mailboxes:
+            try:
+                write_envelope_file(mailbox / name, envelope)
+                if self.owner is not None:
+                    os.chown(mailbox / name, *self.owner)
+                fsync_directory(str(mailbox))
+                copied += 1
+            except OSError as e:
+                log.warning("cannot copy \"%s\" into \"%s\": %s", name, mailbox, e.strerror)
+        if not mailboxes or copied < len(mailboxes):
+            return False
+        self.envelope_path(message_id).unlink(missing_ok=True)  # unless a forwarder took it
+        fsync_directory(str(self.directory))
+        return True
+
     # -- reading ----------------------------------------------------------------------------
 
     def entries(self) -> Iterator[SpoolEntry]:
@@ -760,6 +800,23 @@ class Spool:
     def read_envelope(self, message_id: str, state: str = "") -> Envelope:
         return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
 
+    def peek(self, message_id: str) -> Envelope | None:
+        """Read a ready envelope without locking it (None if gone or unreadable)."""
+        try:
+            return self.read_envelope(message_id)
+        except (OSError, EnvelopeError):
+            return None
+
+    def arrival_time(self, message_id: str) -> float:
+        """When the message was stored: the time in its name, else its content's mtime."""
+        parts = message_id.split(".")
+        if len(parts) >= 4 and parts[2].isdigit():
+            return float(parts[2])
+        try:
+            return self.content_path(message_id).stat().st_mtime
+        except OSError:
+            return time.time()
+
     def remove_content_if_unreferenced(self, message_id: str) -> None:
         """Delete the content unless an envelope here or in a mailbox still needs it.
 
@@ -778,8 +835,11 @@ class Spool:
 
     def subdirectories(self) -> list[Path]:
         try:
-            return sorted(p for p in self.directory.iterdir()
-                          if p.is_dir() and not p.name.startswith("."))
+            if os.stat(self.directory).st_nlink == 2:
+                return []  # no subdirectory links: skip listing a big spool (ext4, xfs...)
+            with os.scandir(self.directory) as entries:
+                return sorted(Path(e.path) for e in entries
+                              if not e.name.startswith(".") and e.is_dir())
         except OSError:
             return []
 
