@@ -24,6 +24,8 @@ from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import Spool, is_tmpfs
+from emailrelay.tls.setup import server_tls
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo
 from emailrelay.verify.setup import verifier_from_settings
 
 log = logging.getLogger("emailrelay")
@@ -64,12 +66,15 @@ class Instance:
         # --filter; its request_forward is for the forwarding agent to connect.
         self.filters = server_filters(s, self.spool, self.domain)
         self.verifier = verifier_from_settings(s, self.domain)
+        self.server_tls = server_tls(s)
+        starttls = self.server_tls is not None and not self.server_tls.implicit
         self.smtp_context = SmtpContext(
             spool=self.spool, committer=self.committer, make_config=self.smtp_config,
             domain=self.domain, add_received="content" not in self.anonymous,
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
-            verifier=self.verifier)
+            verifier=self.verifier,
+            start_tls=self.server_tls.accept if starttls and self.server_tls else None)
         self.forwarder: Forwarder | None = None
         forwarding = forward_settings(s, self.domain)
         if forwarding is not None:
@@ -85,6 +90,11 @@ class Instance:
             if self.filters is not None:
                 self.filters.request_forward = forwarder.request_forward
         self.pop_context = pop_context(s, self.spool, self.domain) if s.flag("pop") else None
+        if self.pop_context is not None and starttls and self.server_tls is not None:
+            self.pop_context.start_tls = self.server_tls.accept
+            self.pop_context.tls_required = self.server_tls.required
+        # What SIGHUP reloads (see Runtime._reload).
+        self.reload_hooks = [h for h in (self.server_tls, forwarding and forwarding.tls) if h]
 
     @property
     def name(self) -> str:
@@ -143,6 +153,8 @@ class Instance:
             anonymous_server="server" in self.anonymous,
             vrfy_enabled="vrfy" not in self.anonymous,
             verify_recipients=self.verifier is not None,
+            tls_available=self.smtp_context.start_tls is not None,
+            tls_required=self.server_tls is not None and self.server_tls.required,
         )
 
     async def start(self) -> None:
@@ -181,17 +193,25 @@ class Instance:
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("%s connection from %s", kind, f"{peer[0]}:{peer[1]}" if peer[0]
-                 else "a unix-domain peer")
+        display = f"{peer[0]}:{peer[1]}" if peer[0] else "a unix-domain peer"
+        log.info("%s connection from %s", kind, display)
         task = asyncio.current_task()
         assert task is not None
         self.sessions.add(task)
         try:
+            tls: TlsInfo | None = None
+            if self.server_tls is not None and self.server_tls.implicit:
+                try:
+                    upgraded = await self.server_tls.accept(writer, display)
+                except TlsHandshakeError:
+                    log.info("%s connection closed: tls handshake failed: %s", kind, display)
+                    return
+                reader, writer, tls = upgraded.reader, upgraded.writer, upgraded.info
             if kind == "pop":
                 assert self.pop_context is not None
-                await PopSession(self.pop_context, reader, writer, peer).run()
+                await PopSession(self.pop_context, reader, writer, peer, tls).run()
             else:
-                await SmtpSession(self.smtp_context, reader, writer, peer).run()
+                await SmtpSession(self.smtp_context, reader, writer, peer, tls).run()
         except asyncio.CancelledError:
             pass  # shutdown: asyncio's stream callback must not see a cancelled task
         finally:

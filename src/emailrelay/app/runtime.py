@@ -157,6 +157,14 @@ class Runtime:
     def _reload(self) -> None:
         log.info("received signal SIGHUP: reopening the log file")
         logsetup.reopen_files()
+        for hook in (h for i in self.instances for h in i.reload_hooks):
+            try:
+                hook.reload()  # replaces its object completely, or raises and keeps it
+            except Exception as e:
+                log.error("cannot reload the %s: %s: still using the previous one",
+                          hook.name, e)
+            else:
+                log.info("reloaded the %s", hook.name)
 
     async def _shutdown(self) -> None:
         for instance in self.instances:

@@ -32,6 +32,7 @@ from emailrelay.smtp import replies
 from emailrelay.smtp.session import StoredInfo
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError, StoredMessage
+from emailrelay.tls.profiles import ClientTls
 
 log = logging.getLogger("emailrelay.forward")
 
@@ -49,6 +50,7 @@ class ForwardSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: float = 0.0  # --poll
     unit: str = ""  # the instance name, for log lines
+    tls: ClientTls | None = None  # --client-tls, --client-tls-connection
 
 
 @dataclass
@@ -303,7 +305,7 @@ class Forwarder:
             try:
                 conn = await ClientConnection.open(address, self.settings.client,
                                                    self.settings.timeouts,
-                                                   self.settings.interface)
+                                                   self.settings.interface, self.settings.tls)
             except ConnectError as e:
                 self._connection_failed(state, f"cannot connect to {address.display()}: {e}",
                                         report)
@@ -494,7 +496,8 @@ class Forwarder:
         try:
             address = self._address_for(message.envelope.forward_to_address)
             conn = await ClientConnection.open(address, self.settings.client,
-                                               self.settings.timeouts, self.settings.interface)
+                                               self.settings.timeouts, self.settings.interface,
+                                               self.settings.tls)
             if not await conn.start():
                 raise ConnectError(conn.error or "no session")
             return await self._send_one(conn, message, report)

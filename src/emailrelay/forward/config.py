@@ -8,7 +8,8 @@ from emailrelay.forward.connection import Timeouts
 from emailrelay.forward.retry import RetryPolicy
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, parse_switches
-from emailrelay.smtp.client import ClientConfig
+from emailrelay.smtp.client import ClientConfig, TlsPolicy
+from emailrelay.tls.setup import client_tls
 
 
 def _seconds(s: Settings, name: str) -> float:
@@ -28,6 +29,9 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
         smtputf8_strict=switches["smtputf8strict"],
         binarymime_strict=switches["binarymimestrict"],
         must_accept_all_recipients=not s.flag("forward-to-some"),
+        tls=(TlsPolicy.NEVER if not s.flag("client-tls") else TlsPolicy.REQUIRED
+             if s.flag("client-tls-required") else TlsPolicy.IF_OFFERED),
+        secure_tunnel=s.flag("client-tls-connection"),
     )
     return ForwardSettings(
         forward_to=parse_forward_address(target),
@@ -42,4 +46,5 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
                           max_age=_seconds(s, "retry-max-age")),
         poll=_seconds(s, "poll"),
         unit=s.name,
+        tls=client_tls(s),
     )

@@ -9,6 +9,7 @@ the spool file in bounded pieces, and turns socket trouble and timeouts into
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -24,6 +25,8 @@ from python_socks.async_.asyncio import Proxy
 from emailrelay.forward.address import ForwardAddress
 from emailrelay.logs.setup import VERBOSE, verbose
 from emailrelay.smtp import client as proto
+from emailrelay.tls.profiles import ClientTls
+from emailrelay.tls.upgrade import TlsHandshakeError
 
 log = logging.getLogger("emailrelay.forward")
 
@@ -96,8 +99,10 @@ def _peer_display(writer: asyncio.StreamWriter, address: ForwardAddress) -> str:
 class ClientConnection:
     """One SMTP client session: :meth:`start`, then :meth:`send` per message, :meth:`quit`.
 
-    ``start_tls`` is the STARTTLS slot: a coroutine that upgrades the connection (the
-    TLS feature provides it); without one a STARTTLS request ends the session.
+    ``start_tls`` is the STARTTLS slot: a coroutine that upgrades the connection,
+    replacing :attr:`reader` and :attr:`writer` (or raising
+    :class:`~emailrelay.tls.upgrade.TlsHandshakeError`); without one a STARTTLS request
+    ends the session.
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -116,7 +121,8 @@ class ClientConnection:
 
     @classmethod
     async def open(cls, address: ForwardAddress, config: proto.ClientConfig,
-                   timeouts: Timeouts, interface: str | None = None) -> ClientConnection:
+                   timeouts: Timeouts, interface: str | None = None,
+                   tls: ClientTls | None = None) -> ClientConnection:
         reader, writer = await open_stream(address, interface=interface,
                                            timeout=timeouts.connection)
         sock = writer.get_extra_info("socket")
@@ -124,7 +130,17 @@ class ClientConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = _peer_display(writer, address)
         log.info("smtp connection to %s", peer)
-        return cls(reader, writer, proto.ClientProtocol(config), timeouts, peer)
+        host = None if address.unix else address.host
+        if tls is not None and tls.implicit:
+            try:
+                upgraded = await tls.connect(writer, host, peer)
+            except TlsHandshakeError as e:
+                raise ConnectError(f"tls handshake failed: {e.reason}") from None
+            reader, writer = upgraded.reader, upgraded.writer
+        conn = cls(reader, writer, proto.ClientProtocol(config), timeouts, peer)
+        if tls is not None and not tls.implicit:
+            conn.start_tls = functools.partial(_upgrade, tls, host)
+        return conn
 
     async def start(self) -> bool:
         """Greeting, EHLO and so on: True once ready for messages."""
@@ -188,8 +204,12 @@ class ClientConnection:
             elif isinstance(event, proto.StartTls):
                 if self.start_tls is None:
                     p.connection_lost("tls is not available")
-                else:
+                    continue
+                try:
                     await self.start_tls(self)
+                except TlsHandshakeError as e:
+                    p.connection_lost(str(e))
+                else:
                     p.tls_started()
 
     async def _receive(self) -> None:
@@ -272,3 +292,9 @@ class ClientConnection:
 
 class _WriteFailed(Exception):
     pass
+
+
+async def _upgrade(tls: ClientTls, host: str | None, conn: ClientConnection) -> None:
+    """The STARTTLS handshake; the plaintext reader is dropped with anything it holds."""
+    upgraded = await tls.connect(conn.writer, host, conn.peer)
+    conn.reader, conn.writer = upgraded.reader, upgraded.writer

@@ -9,6 +9,7 @@ from emailrelay.forward.address import AddressError, parse_forward_address
 from emailrelay.options.parser import CommandLine, Settings, UsageError
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.options.table import BY_NAME
+from emailrelay.tls.config import parse_tls_config
 from emailrelay.verify.spec import parse_spec
 
 ANONYMOUS_SCOPES = ("vrfy", "server", "content", "client")
@@ -85,6 +86,7 @@ def validate(cl: CommandLine) -> list[str]:
         warnings.extend(_pending_and_ignored(s))
         warnings.extend(_check_filters(s))
         _check_forwarding(s)
+        warnings.extend(_check_tls(s))
     return warnings
 
 
@@ -181,3 +183,41 @@ def _check_forwarding(s: Settings) -> None:
         if address.unix and s.has("client-interface"):
             raise UsageError(f"the {d('client-interface')} option cannot be used with a "
                              "unix-domain forwarding address")
+
+
+def _check_tls(s: Settings) -> list[str]:
+    """E-MailRelay's semantic checks on the TLS options, in its order and words; returns
+    the --tls-config notes."""
+    d = s.describe
+    client, client_tunnel = s.flag("client-tls"), s.flag("client-tls-connection")
+    server, server_tunnel = s.flag("server-tls"), s.flag("server-tls-connection")
+    if client and client_tunnel:
+        raise UsageError(f"the {d('client-tls')} and {d('client-tls-connection')} options "
+                         "cannot be used together")
+    if server and server_tunnel:
+        raise UsageError(f"the {d('server-tls')} and {d('server-tls-connection')} options "
+                         "cannot be used together")
+    for name in ("server-tls", "server-tls-connection"):
+        if s.flag(name) and not s.has("server-tls-certificate"):
+            raise UsageError(f"the {d(name)} option requires {d('server-tls-certificate')}")
+    if (s.has("server-tls-certificate") or s.has("server-tls-verify")) and not (
+            server or server_tunnel):
+        raise UsageError(f"the {d('server-tls')} options require either {d('server-tls')} or "
+                         f"{d('server-tls-connection')}")
+    if any(s.has(n) for n in ("client-tls-certificate", "client-tls-verify",
+                              "client-tls-required")) and not (client or client_tunnel):
+        raise UsageError(f"the {d('client-tls')}- options require {d('client-tls')} or "
+                         f"{d('client-tls-connection')}")
+    for name in ("server-tls-certificate", "client-tls-certificate"):
+        if len(s.values(name)) > 2:
+            raise UsageError(f"the {d(name)} option cannot be used more than twice")
+    if s.has("client-tls-verify-name") and not s.has("client-tls-verify"):
+        raise UsageError(f"the {d('client-tls-verify-name')} options requires "
+                         f"{d('client-tls-verify')}")
+    if s.flag("server-tls-required") and not (server or server_tunnel):
+        raise UsageError(f"{d('server-tls-required')} requires {d('server-tls')} or "
+                         f"{d('server-tls-connection')}")
+    try:
+        return list(parse_tls_config(s.values("tls-config")).notes)
+    except ValueError as e:
+        raise UsageError(f"invalid value for {d('tls-config')}: {e}") from None

@@ -29,6 +29,7 @@ from emailrelay.spool.store import (
     Spool,
     valid_mailbox_name,
 )
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded
 
 log = logging.getLogger("emailrelay.pop")
 
@@ -50,8 +51,8 @@ class PopContext:
     allow_delete: bool = True  # not --pop-no-delete
     idle_timeout: float = 60.0
     failure_delay: float = FAILURE_DELAY
-    # The TLS feature's slot: upgrades a connection after STLS.
-    start_tls: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None
+    # The TLS feature's slot: the handshake after STLS (writer, peer for the log).
+    start_tls: Callable[[asyncio.StreamWriter, str], Awaitable[Upgraded]] | None = None
     tls_required: bool = False
     sizes: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
 
@@ -113,12 +114,14 @@ def pop_context(settings: Settings, spool: Spool, domain: str) -> PopContext:
 
 class PopSession:
     def __init__(self, context: PopContext, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, peer: tuple[str, str]) -> None:
+                 writer: asyncio.StreamWriter, peer: tuple[str, str],
+                 tls: TlsInfo | None = None) -> None:
         self.context = context
         self.reader = reader
         self.writer = writer
         self.peer_ip, self.peer_port = peer
         self.protocol = proto.PopProtocol(context.config())
+        self.protocol.secure = tls is not None  # implicit TLS (POP3S)
         self.maildrop: Maildrop | None = None
         self._opened: OpenedMessage | None = None
         self._out: list[bytes] = []
@@ -174,7 +177,11 @@ class PopSession:
             elif isinstance(event, proto.StartTls):
                 assert self.context.start_tls is not None
                 await self._flush()
-                await self.context.start_tls(self.writer)
+                try:
+                    upgraded = await self.context.start_tls(self.writer, self._peer_display())
+                except TlsHandshakeError:
+                    return "tls handshake failed"
+                self.reader, self.writer = upgraded.reader, upgraded.writer
                 p.tls_started()
             elif isinstance(event, proto.Close):
                 await self._flush()

@@ -68,6 +68,11 @@ class ReplyParser:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
+    @property
+    def pending(self) -> bool:
+        """Some received bytes are not part of a complete reply yet."""
+        return bool(self._buffer)
+
     def next_reply(self) -> Reply | None:
         while True:
             end = self._buffer.find(b"\n")
@@ -531,6 +536,9 @@ class ClientProtocol:
     def _on_starttls(self, reply: Reply) -> None:
         if reply.code == 220:
             self.state = State.TLS_HANDSHAKE
+            if self._parser.pending:  # sent in plaintext after the 220: never trust it
+                self._warn("ignoring data the server sent after its starttls response")
+            self._parser = ReplyParser()
             self._events.append(StartTls())
         else:
             self._fail_connection(f"starttls rejected: {reply}")

@@ -21,6 +21,7 @@ from emailrelay.smtp.received import received_line
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded
 from emailrelay.util.printable import printable
 from emailrelay.verify.base import Verifier, VerifierStatus, VerifyQuery
 
@@ -62,6 +63,8 @@ class SmtpContext:
     on_disconnect: Callable[[], None] | None = None
     # --address-verifier: consulted for RCPT and VRFY (ServerConfig.verify_recipients).
     verifier: Verifier | None = None
+    # The TLS feature's slot: the handshake after STARTTLS (writer, peer for the log).
+    start_tls: Callable[[asyncio.StreamWriter, str], Awaitable[Upgraded]] | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str) -> None:
@@ -70,12 +73,15 @@ class SmtpContext:
 
 class SmtpSession:
     def __init__(self, context: SmtpContext, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, peer: tuple[str, str]) -> None:
+                 writer: asyncio.StreamWriter, peer: tuple[str, str],
+                 tls: TlsInfo | None = None) -> None:
         self.context = context
         self.reader = reader
         self.writer = writer
         self.peer_ip, self.peer_port = peer
         self.protocol = proto.ServerProtocol(context.make_config(self.peer_ip))
+        self.tls = tls  # set once the connection is secure (implicit TLS or STARTTLS)
+        self.protocol.secure = tls is not None
         self.message: NewMessage | None = None
         self._write_failed: str | None = None
         self._out: list[bytes] = []
@@ -113,6 +119,9 @@ class SmtpSession:
                 await self._flush()
                 data = await asyncio.wait_for(self.reader.read(READ_SIZE),
                                               self.context.idle_timeout or None)
+                if data[:2] == b"\x16\x03" and self.tls is None and not p.helo_name:
+                    log.warning("received unexpected tls handshake packet from remote client: "
+                                "try enabling implicit tls (smtps)")
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
@@ -135,11 +144,26 @@ class SmtpSession:
                 await self._vrfy(event.address)
             elif isinstance(event, proto.ProtocolWarning):
                 log.warning("%s", event.text)
+            elif isinstance(event, proto.StartTls):
+                if not await self._start_tls():
+                    return "tls handshake failed"
             elif isinstance(event, proto.Close):
                 await self._flush()
                 return event.reason
             else:
                 raise AssertionError(f"event not handled yet: {event!r}")
+
+    async def _start_tls(self) -> bool:
+        """STARTTLS: the handshake, then a fresh reader (no plaintext survives)."""
+        assert self.context.start_tls is not None
+        await self._flush()
+        try:
+            upgraded = await self.context.start_tls(self.writer, self._peer_display())
+        except TlsHandshakeError:
+            return False
+        self.reader, self.writer, self.tls = upgraded.reader, upgraded.writer, upgraded.info
+        self.protocol.tls_started()
+        return True
 
     # -- output -----------------------------------------------------------------------------
 
@@ -206,6 +230,7 @@ class SmtpSession:
             body_type=BODY_TYPES.get(t.body, "unknown"),
             authentication=p.authenticated_user or "",
             client=self.peer_ip,
+            client_certificate=self.tls.peer_certificate if self.tls else "",
             mail_from_auth_in=t.auth_param or "",
             utf8_mailbox_names=t.utf8_mailboxes,
         )
@@ -215,7 +240,8 @@ class SmtpSession:
             if self.context.add_received:
                 self.message.write(received_line(
                     helo=p.helo_name, peer_ip=self.peer_ip, domain=self.context.domain,
-                    secure=p.secure, authenticated=p.authenticated_user is not None))
+                    secure=p.secure, authenticated=p.authenticated_user is not None,
+                    cipher=self.tls.cipher if self.tls else ""))
         except OSError as e:
             self._storage_error(e)
 
