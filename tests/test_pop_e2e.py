@@ -541,7 +541,7 @@ def test_remote_clients_applies_to_pop(tmp_path: Path, flags: list[str], refused
 
     class RecordingSession:
         def __init__(self, context: object, reader: object, writer: object,
-                     peer: tuple[str, str]) -> None:
+                     peer: tuple[str, str], tls: object = None) -> None:
             served.append(peer)
 
         async def run(self) -> None:

@@ -499,6 +499,23 @@ def test_starttls_then_ehlo_again() -> None:
     assert isinstance(d.events[-1], c.SessionReady)
 
 
+def test_replies_sent_in_plaintext_after_the_starttls_go_ahead_are_dropped() -> None:
+    # A man in the middle appends a reply to the 220: it must never count as a reply
+    # given under TLS (the client-side STARTTLS injection).
+    d = Driver(c.ClientConfig(ehlo_name="me.example", tls=c.TlsPolicy.IF_OFFERED))
+    d.feed("220 hi\r\n250-relay\r\n250 STARTTLS\r\n")
+    d.feed("220 go ahead\r\n250-evil\r\n250 AUTH PLAIN\r\n")
+    assert isinstance(d.events[-1], c.StartTls)
+    assert [w.text for w in d.of(c.ProtocolWarning)] == [
+        "ignoring data the server sent after its starttls response"]
+    d.p.tls_started()
+    d.drain()
+    assert d.last_sent() == ["EHLO me.example"] and not d.of(c.Closed)
+    d.feed("250-relay\r\n250 8BITMIME\r\n")
+    assert isinstance(d.events[-1], c.SessionReady)
+    assert d.p.extensions == frozenset({"8BITMIME"})
+
+
 def test_starttls_if_offered_goes_on_without_it() -> None:
     d = Driver(c.ClientConfig(ehlo_name="me.example", tls=c.TlsPolicy.IF_OFFERED))
     d.connect(EHLO_PLAIN)
