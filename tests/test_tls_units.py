@@ -190,7 +190,7 @@ def test_ca_locations(tmp_path: Path) -> None:
     (hashed / "ca.pem").write_bytes(pki.ca_file.read_bytes())
     subprocess.run(["openssl", "rehash", str(hashed)], check=True)
     load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), str(hashed))
-    with pytest.raises(TlsFileError, match="cannot read the tls CA file .*nope.pem"):
+    with pytest.raises(TlsFileError, match=r"cannot read the tls CA file .*nope\.pem"):
         load_ca(context, str(tmp_path / "nope.pem"))
     empty = tmp_path / "empty.pem"
     empty.write_text("nothing here\n")

@@ -21,7 +21,7 @@ class Pki:
 
     def issue(self, *names: str, common_name: str | None = None,
               expired: bool = False) -> trustme.LeafCert:
-        past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
         return self.ca.issue_cert(*(names or ("localhost", "127.0.0.1")),
                                   common_name=common_name,
                                   not_before=past - datetime.timedelta(days=30) if expired

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 
 from emailrelay.filters.setup import client_filters, server_filters
@@ -25,7 +26,7 @@ from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import Spool, is_tmpfs
 from emailrelay.tls.setup import server_tls
-from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, hold_input
 from emailrelay.verify.setup import verifier_from_settings
 
 log = logging.getLogger("emailrelay")
@@ -160,7 +161,7 @@ class Instance:
     async def start(self) -> None:
         for spec, sock in self.listeners:
             server = await asyncio.start_server(
-                functools.partial(self._on_connection, spec.kind), sock=sock, limit=STREAM_LIMIT)
+                functools.partial(self._connected, spec.kind), sock=sock, limit=STREAM_LIMIT)
             self.servers.append(server)
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
@@ -179,6 +180,14 @@ class Instance:
         if self.settings.flag("forward") and not self.quit_when_sent:
             self.forwarder.request_forward("startup")
         self.forwarder.start()
+
+    def _connected(self, kind: str, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> Coroutine[None, None, None]:
+        """Called as the connection is made, before anything is read from it: with
+        implicit TLS the client's first bytes must be left for the TLS layer."""
+        if self.server_tls is not None and self.server_tls.implicit:
+            hold_input(writer)
+        return self._on_connection(kind, reader, writer)  # asyncio runs it as a task
 
     async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:

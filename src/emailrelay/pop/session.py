@@ -29,7 +29,7 @@ from emailrelay.spool.store import (
     Spool,
     valid_mailbox_name,
 )
-from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded, hold_input
 
 log = logging.getLogger("emailrelay.pop")
 
@@ -176,6 +176,7 @@ class PopSession:
                 p.committed(await self._commit(event.refs))
             elif isinstance(event, proto.StartTls):
                 assert self.context.start_tls is not None
+                hold_input(self.writer)  # before the go-ahead: the handshake must wait
                 await self._flush()
                 try:
                     upgraded = await self.context.start_tls(self.writer, self._peer_display())

@@ -21,7 +21,7 @@ from emailrelay.smtp.received import received_line
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
-from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded
+from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded, hold_input
 from emailrelay.util.printable import printable
 from emailrelay.verify.base import Verifier, VerifierStatus, VerifyQuery
 
@@ -156,6 +156,7 @@ class SmtpSession:
     async def _start_tls(self) -> bool:
         """STARTTLS: the handshake, then a fresh reader (no plaintext survives)."""
         assert self.context.start_tls is not None
+        hold_input(self.writer)  # before the go-ahead: the client's handshake must wait
         await self._flush()
         try:
             upgraded = await self.context.start_tls(self.writer, self._peer_display())

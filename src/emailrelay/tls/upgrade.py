@@ -6,8 +6,13 @@ handshake may already sit in the old :class:`asyncio.StreamReader`'s buffer, and
 :meth:`asyncio.StreamWriter.start_tls` keeps that reader: read after the upgrade, such
 bytes would pass for commands sent under TLS (the STARTTLS command injection bugs).
 So the upgrade runs :meth:`asyncio.loop.start_tls` with a fresh reader and protocol,
-and the old reader, with whatever it holds, is dropped.  (Bytes still in the kernel's
-socket buffer go to the TLS layer and fail the handshake, as they should.)
+and the old reader, with whatever it holds, is dropped.
+
+For that to be right, nothing that belongs to the handshake may reach the old reader:
+a server calls :func:`hold_input` before it sends its go-ahead (so the old reader holds
+only what the client sent before it could have seen the go-ahead: plaintext to drop),
+and an implicit-TLS server as soon as the connection is made.  Bytes left in the
+socket then go to the TLS layer, where plaintext fails the handshake, as it should.
 """
 
 from __future__ import annotations
@@ -48,6 +53,13 @@ class Upgraded:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     info: TlsInfo
+
+
+def hold_input(writer: asyncio.StreamWriter) -> None:
+    """Read nothing more from the connection until :func:`start_tls` takes it over."""
+    transport = writer.transport
+    assert isinstance(transport, asyncio.ReadTransport)
+    transport.pause_reading()
 
 
 async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, *, peer: str,
