@@ -34,12 +34,14 @@ class CaptureHandler:
 class CaptureServer:
     """``with CaptureServer() as server:`` listens on 127.0.0.1:<server.port>."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None,
+                 **options: object) -> None:
+        """``options`` go to aiosmtpd's Controller (``tls_context``, ``ssl_context``...)."""
         self.handler = CaptureHandler()
         self.host = host
         self.port = port or free_port()
         self.controller = Controller(self.handler, hostname=host, port=self.port,
-                                     data_size_limit=0, enable_SMTPUTF8=True)
+                                     data_size_limit=0, enable_SMTPUTF8=True, **options)
 
     @property
     def address(self) -> str:

@@ -84,12 +84,23 @@ async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, *, pe
         writer.close()
         raise TlsHandshakeError(peer, describe(e)) from None
     protocol.connection_made(transport)  # loop.start_tls leaves this to us
-    upgraded = asyncio.StreamWriter(transport, protocol, reader, loop)
+    upgraded = _TlsStreamWriter(transport, protocol, reader, loop, writer)
     info = _info(transport.get_extra_info("ssl_object"), context)
     verbose("tls protocol established with %s%s%s", peer,
             f" protocol {info.version}" if info.version else "",
             f" cipher {info.cipher}" if info.cipher else "")
     return Upgraded(reader, upgraded, info)
+
+
+class _TlsStreamWriter(asyncio.StreamWriter):
+    """Keeps the plaintext writer alive: dropped, it would close the connection that the
+    TLS transport runs on (``StreamWriter.__del__`` closes its transport)."""
+
+    def __init__(self, transport: asyncio.BaseTransport, protocol: asyncio.StreamReaderProtocol,
+                 reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop,
+                 plain: asyncio.StreamWriter) -> None:
+        super().__init__(transport, protocol, reader, loop)
+        self.plain = plain
 
 
 def _info(ssl_object: ssl.SSLObject | None, context: ssl.SSLContext) -> TlsInfo:
