@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -406,6 +407,18 @@ def test_tls_config_minimum_version(start_relay, pki: Pki) -> None:
         with pytest.raises(ssl.SSLError):
             smtp.starttls(context=old)
     assert "failed: unsupported protocol" in relay.wait_for_log("tls handshake failed")
+
+
+def test_tls_config_can_let_old_devices_in(start_relay, pki: Pki) -> None:
+    relay = tls_relay(start_relay, pki, "--tls-config", "tlsv1.0")
+    old = pki.client_context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with starttls(relay.port, old) as smtp:
+        assert smtp.sock.version() == "TLSv1"
+    assert "protocol TLSv1.0 cipher " in relay.wait_for_log("smtp connection closed")
 
 
 def test_tls_config_notes_on_stderr(start_relay, pki: Pki) -> None:
