@@ -66,7 +66,7 @@ def _record_flushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                         lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
     monkeypatch.setattr(os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))[1])
     monkeypatch.setattr(durable, "sync_filesystem",
-                        lambda path: (calls.append("syncfs"), real_syncfs(path))[1])
+                        lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
     return calls
 
 
@@ -108,10 +108,10 @@ def test_group_commit_shares_file_flushes(tmp_path: Path,
     calls = _record_flushes(monkeypatch)
     real = durable.sync_filesystem
 
-    def slow_syncfs(path: str) -> None:
+    def slow_syncfs(fd: int) -> None:
         calls.append("syncfs")
         time.sleep(0.01)  # a slow disk, so that sessions pile up behind one flush
-        real(path)
+        real(fd)
 
     monkeypatch.setattr(durable, "sync_filesystem", slow_syncfs)
     spool = Spool(tmp_path)

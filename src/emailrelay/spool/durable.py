@@ -49,16 +49,17 @@ def syncfs_available() -> bool:
     return _SYNCFS is not None
 
 
-def sync_filesystem(path: str) -> None:
-    """Flush every file of the file system holding ``path`` (``syncfs``)."""
+def sync_filesystem(fd: int) -> None:
+    """Flush every file of the file system holding the open directory ``fd`` (``syncfs``).
+
+    The kernel reports a write-back error to each descriptor once, so callers keep one
+    descriptor open for the life of the process: an error anywhere since it was opened
+    fails the next batch (its clients get a temporary error and send again).
+    """
     assert _SYNCFS is not None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _SYNCFS(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error), path)
-    finally:
-        os.close(fd)
+    if _SYNCFS(fd) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
 
 
 class GroupCommitter:
@@ -68,6 +69,7 @@ class GroupCommitter:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fsync")
         self._waiting: dict[tuple[Callable[[str], None], str], list[asyncio.Future[None]]] = {}
         self._busy: set[tuple[Callable[[str], None], str]] = set()
+        self._directory_fds: dict[str, int] = {}
 
     async def run(self, work: Callable[[], None]) -> None:
         """Run blocking work in the pool."""
@@ -85,7 +87,14 @@ class GroupCommitter:
         if _SYNCFS is None:
             await self.run(fallback)
         else:
-            await self._batched(sync_filesystem, directory)
+            await self._batched(self._sync_filesystem, directory)
+
+    def _sync_filesystem(self, directory: str) -> None:
+        fd = self._directory_fds.get(directory)
+        if fd is None:
+            fd = self._directory_fds[directory] = os.open(directory,
+                                                          os.O_RDONLY | os.O_DIRECTORY)
+        sync_filesystem(fd)
 
     async def sync_directory(self, directory: str) -> None:
         """Return once an ``fsync`` of ``directory`` that started after this call is done."""
@@ -123,3 +132,6 @@ class GroupCommitter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        for fd in self._directory_fds.values():
+            os.close(fd)
+        self._directory_fds.clear()
