@@ -75,7 +75,7 @@ class Instance:
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
             verifier=self.verifier,
-            start_tls=self.server_tls.accept if starttls and self.server_tls else None)
+            start_tls=self.server_tls.accept if self.server_tls and starttls else None)
         self.forwarder: Forwarder | None = None
         forwarding = forward_settings(s, self.domain)
         if forwarding is not None:
@@ -185,9 +185,14 @@ class Instance:
                    writer: asyncio.StreamWriter) -> Coroutine[None, None, None]:
         """Called as the connection is made, before anything is read from it: with
         implicit TLS the client's first bytes must be left for the TLS layer."""
-        if self.server_tls is not None and self.server_tls.implicit:
+        if self._implicit_tls(kind):
             hold_input(writer)
         return self._on_connection(kind, reader, writer)  # asyncio runs it as a task
+
+    def _implicit_tls(self, kind: str) -> bool:
+        """--server-tls-connection: SMTP and POP3 listeners speak TLS from the start."""
+        return kind in ("smtp", "pop") and self.server_tls is not None and (
+            self.server_tls.implicit)
 
     async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
@@ -209,7 +214,7 @@ class Instance:
         self.sessions.add(task)
         try:
             tls: TlsInfo | None = None
-            if self.server_tls is not None and self.server_tls.implicit:
+            if self._implicit_tls(kind) and self.server_tls is not None:
                 try:
                     upgraded = await self.server_tls.accept(writer, display)
                 except TlsHandshakeError:
