@@ -60,6 +60,9 @@ class Runtime:
 
     def run(self) -> int:
         p = self.cl.process
+        # Until the event loop handles SIGHUP, one must not kill us (a handler, not
+        # SIG_IGN, which filter programs would inherit).
+        signal.signal(signal.SIGHUP, lambda *_: None)
         logsetup.configure(log_settings(self.cl))
         committer = GroupCommitter()
         try:
