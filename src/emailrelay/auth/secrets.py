@@ -28,7 +28,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from emailrelay.auth import md5state
+from emailrelay.auth import hashstate
 from emailrelay.util import xtext
 
 log = logging.getLogger("emailrelay.auth")
@@ -37,8 +37,8 @@ SERVER, CLIENT = "server", "client"
 PLAIN, MD5, NONE, OAUTH = "plain", "md5", "none", "oauth"
 # Type aliases kept from older E-MailRelay releases.
 _TYPE_ALIASES = {"login": PLAIN, "cram-md5": MD5, "apop": MD5}
-# Hashed types emailrelay-passwd can make (--hash); only md5 is used by the mechanisms.
-_HASHED_TYPES = (MD5, "sha1", "sha256", "sha512")
+# Hashed types emailrelay-passwd can make (--hash); sha512 is read but has no mechanism.
+_HASHED_TYPES = (*hashstate.HASHES, "sha512")
 # Old (1.x) field order: mechanism first, then side.  Their secrets are plain text,
 # except CRAM-MD5 lines holding a dotted md5 state.
 _OLD_MECHANISMS = {"login": PLAIN, "apop": PLAIN, "cram-md5": PLAIN, "none": NONE}
@@ -162,7 +162,7 @@ def _parse_line(secrets: Secrets, line: str, number: int, warnings: list[str]) -
 def _old_style(secrets: Secrets, words: list[str], number: int, warnings: list[str]) -> None:
     mechanism, side, user_field, secret_field = words[0].lower(), words[1].lower(), *words[2:4]
     selector = words[4] if len(words) > 4 else ""
-    if mechanism == "cram-md5" and md5state.is_dotted(secret_field):
+    if mechanism == "cram-md5" and hashstate.is_dotted(secret_field):
         type_field = MD5
     else:
         type_field = _OLD_MECHANISMS[mechanism]
@@ -195,13 +195,13 @@ def _add(secrets: Secrets, side: str, type_field: str, user_field: str, secret_f
         value = _base64(secret_field, "password")
     elif type_ == PLAIN:
         user, value = xtext.decode(user_field), _bytes(xtext.decode(secret_field))
-    elif type_ == MD5 and md5state.is_dotted(secret_field):
-        user, value = xtext.decode(user_field), md5state.from_dotted(secret_field)
+    elif type_ == MD5 and hashstate.is_dotted(secret_field):
+        user, value = xtext.decode(user_field), hashstate.from_dotted(secret_field)
     else:
         user, value = xtext.decode(user_field), _base64(secret_field, "secret")
-        if type_ == MD5 and len(value) != md5state.SECRET_SIZE:
-            raise _LineError("invalid md5 secret: expected the 44-character base64 value "
-                             "that emailrelay-passwd prints")
+        if type_ in hashstate.HASHES and len(value) != hashstate.secret_size(type_):
+            raise _LineError(f"invalid {type_} secret: expected the base64 value that "
+                             f"emailrelay-passwd --hash={type_} prints")
     secret = Secret(side, type_, user, value, selector if side == CLIENT else "", number)
     if side == SERVER:
         key = (type_, user)
