@@ -54,7 +54,8 @@ def test_hand_written_md5_is_md5(data: bytes) -> None:
 def test_hmac_from_an_md5_secret_equals_hmac_md5_of_the_password(password: bytes,
                                                                  message: bytes) -> None:
     secret = hashstate.make_secret(password)
-    assert hashstate.hmac_from_secret(secret, message) == hmac.new(password, message, "md5").digest()
+    expected = hmac.new(password, message, "md5").digest()
+    assert hashstate.hmac_from_secret(secret, message) == expected
 
 
 def test_hmac_md5_refuses_a_secret_of_the_wrong_size() -> None:
