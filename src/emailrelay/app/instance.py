@@ -11,6 +11,8 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
+from emailrelay.auth.secrets import SecretsError, SecretsFile
+from emailrelay.auth.server import server_auth
 from emailrelay.filters.setup import client_filters, server_filters
 from emailrelay.forward.agent import Forwarder
 from emailrelay.forward.config import forward_settings
@@ -64,6 +66,7 @@ class Instance:
         # --filter; its request_forward is for the forwarding agent to connect.
         self.filters = server_filters(s, self.spool, self.domain)
         self.verifier = verifier_from_settings(s, self.domain)
+        self.server_auth = server_auth(s, self.domain)  # --server-auth
         self.smtp_context = SmtpContext(
             spool=self.spool, committer=self.committer, make_config=self.smtp_config,
             domain=self.domain, add_received="content" not in self.anonymous,
@@ -71,7 +74,7 @@ class Instance:
             before_publish=self.filters.before_publish if self.filters else None,
             verifier=self.verifier)
         self.forwarder: Forwarder | None = None
-        forwarding = forward_settings(s, self.domain)
+        forwarding = forward_settings(s, self.domain, anonymous="client" in self.anonymous)
         if forwarding is not None:
             forwarder = self.forwarder = Forwarder(self.spool, forwarding)
             if s.flag("forward-on-disconnect"):
@@ -85,6 +88,24 @@ class Instance:
             if self.filters is not None:
                 self.filters.request_forward = forwarder.request_forward
         self.pop_context = pop_context(s, self.spool, self.domain) if s.flag("pop") else None
+
+    def secrets_files(self) -> list[SecretsFile]:
+        auth = self.forwarder.settings.auth if self.forwarder else None
+        files = [self.server_auth.secrets if self.server_auth else None,
+                 self.pop_context.secrets if self.pop_context else None,
+                 auth.secrets_file if auth else None]
+        return [f for f in files if f is not None]
+
+    def reload(self) -> None:
+        """SIGHUP: read the secrets files again (a bad one leaves the old contents)."""
+        for secrets in self.secrets_files():
+            try:
+                secrets.reload()
+            except SecretsError as e:
+                log.error("cannot reload the %s: %s: still using the previous one",
+                          secrets.name, e)
+            else:
+                log.info("reloaded the %s", secrets.name)
 
     @property
     def name(self) -> str:
@@ -131,6 +152,7 @@ class Instance:
 
     def smtp_config(self, peer_ip: str) -> ServerConfig:
         sw = self.smtp_switches
+        trust = self.server_auth.trust(peer_ip) if self.server_auth else None
         return ServerConfig(
             domain=self.domain,
             max_size=self.settings.int("size") or 0,
@@ -143,6 +165,8 @@ class Instance:
             anonymous_server="server" in self.anonymous,
             vrfy_enabled="vrfy" not in self.anonymous,
             verify_recipients=self.verifier is not None,
+            authenticator=self.server_auth,
+            trusted=trust.keyword if trust else None,
         )
 
     async def start(self) -> None:

@@ -157,6 +157,8 @@ class Runtime:
     def _reload(self) -> None:
         log.info("received signal SIGHUP: reopening the log file")
         logsetup.reopen_files()
+        for instance in self.instances:  # a minimal hook until the reload registry lands
+            instance.reload()
 
     async def _shutdown(self) -> None:
         for instance in self.instances:

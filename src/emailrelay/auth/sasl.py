@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from emailrelay.auth import hashstate
 from emailrelay.auth.secrets import MD5, PLAIN, Secrets
+from emailrelay.util.printable import printable
 
 CRAM_HASHES = ("SHA512", "SHA256", "SHA1", "MD5")  # strongest first
 # Hashed secret types, strongest first, each usable with its own CRAM mechanism.
@@ -39,6 +40,15 @@ class Outcome:
     user: str
     mechanism: str
     reason: str = ""
+
+    def describe(self) -> str:
+        """The log text, E-MailRelay's words: fail2ban filters match "failed authentication".
+
+        The user name came from the network: it is escaped so that it cannot forge lines.
+        """
+        text = (f"{'successful' if self.ok else 'failed'} authentication of remote client "
+                f"using mechanism [{self.mechanism.lower()}] and user [{printable(self.user)}]")
+        return text if self.ok else f"{text}: {self.reason}"
 
 
 def make_challenge(domain: str) -> str:

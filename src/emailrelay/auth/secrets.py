@@ -9,6 +9,7 @@ One account per line, four or five fields separated by blanks::
     client plain bob password123 [selector]    # forwarding account, optional selector
     client plain:b = = noauth                  # selector that means "no authentication"
     client oauth bob <base64 token>
+    client oauth2 bob /etc/emailrelay/bob.json # refreshable OAuth2 (our extension)
 
 ``#`` starts a comment line (or a comment in the fifth field).  The side and the type
 are case-insensitive; ``login`` means ``plain``, ``cram-md5`` and ``apop`` mean ``md5``.
@@ -34,7 +35,7 @@ from emailrelay.util import xtext
 log = logging.getLogger("emailrelay.auth")
 
 SERVER, CLIENT = "server", "client"
-PLAIN, MD5, NONE, OAUTH = "plain", "md5", "none", "oauth"
+PLAIN, MD5, NONE, OAUTH, OAUTH2 = "plain", "md5", "none", "oauth", "oauth2"
 # Type aliases kept from older E-MailRelay releases.
 _TYPE_ALIASES = {"login": PLAIN, "cram-md5": MD5, "apop": MD5}
 # Hashed types emailrelay-passwd can make (--hash); sha512 is read but has no mechanism.
@@ -186,14 +187,14 @@ def _add(secrets: Secrets, side: str, type_field: str, user_field: str, secret_f
         return
     if decoration and not (type_ == PLAIN and decoration.lower() == "b"):
         raise _LineError(f"invalid password type [{type_field}]: use plain, plain:b or md5")
-    known = (PLAIN, *_HASHED_TYPES, *((OAUTH,) if side == CLIENT else ()))
+    known = (PLAIN, *_HASHED_TYPES, *((OAUTH, OAUTH2) if side == CLIENT else ()))
     if type_ not in known:
         raise _LineError(f"invalid password type [{type_field}]: use "
                          + ", ".join(known))
     if type_ == PLAIN and decoration:
         user = _base64(user_field, "user name").decode("utf-8", "surrogateescape")
         value = _base64(secret_field, "password")
-    elif type_ == PLAIN:
+    elif type_ in (PLAIN, OAUTH2):  # (an oauth2 secret is the path of its account file)
         user, value = xtext.decode(user_field), _bytes(xtext.decode(secret_field))
     elif type_ == MD5 and hashstate.is_dotted(secret_field):
         user, value = xtext.decode(user_field), hashstate.from_dotted(secret_field)
@@ -272,7 +273,8 @@ def read_secrets(path: str) -> tuple[Secrets, list[str]]:
 
 
 class SecretsFile:
-    """A secrets file that is read again when it changes (checked at most once a second).
+    """A secrets file that is read again when it changes (checked at most once a second)
+    and on SIGHUP (:meth:`reload`).
 
     A change that makes the file unreadable or invalid is logged and the previous
     contents stay in force.  ``warnings`` holds the first reading's warnings, for the
@@ -281,6 +283,7 @@ class SecretsFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.name = f"secrets file \"{path}\""
         self._stamp = self._mtime()
         self._secrets, self.warnings = read_secrets(path)
         self._checked = time.monotonic()
@@ -298,15 +301,17 @@ class SecretsFile:
             stamp = self._mtime()
             if stamp is not None and stamp != self._stamp:
                 self._stamp = stamp
-                self._reload()
+                log.info("re-reading secrets file: %s", self.path)
+                try:
+                    self.reload()
+                except SecretsError as e:
+                    log.error("%s: still using the previous contents", e)
         return self._secrets
 
-    def _reload(self) -> None:
-        log.info("re-reading secrets file: %s", self.path)
-        try:
-            self._secrets, warnings = read_secrets(self.path)
-        except SecretsError as e:
-            log.error("%s: still using the previous contents", e)
-            return
+    def reload(self) -> None:
+        """Read the file now; on :class:`SecretsError` the previous contents stay."""
+        stamp = self._mtime()
+        self._secrets, warnings = read_secrets(self.path)
+        self._stamp = stamp
         for warning in warnings:
             log.warning("%s", warning)

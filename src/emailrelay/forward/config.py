@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from emailrelay.auth.client import client_auth
 from emailrelay.forward.address import parse_forward_address
 from emailrelay.forward.agent import ForwardSettings
 from emailrelay.forward.connection import Timeouts
@@ -15,8 +16,9 @@ def _seconds(s: Settings, name: str) -> float:
     return float(s.int(name) or 0)
 
 
-def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
-    """None when the instance has no --forward-to (nothing can be forwarded)."""
+def forward_settings(s: Settings, domain: str, anonymous: bool = False) -> ForwardSettings | None:
+    """None when the instance has no --forward-to (nothing can be forwarded);
+    ``anonymous`` is --anonymous=client (AUTH=<> on MAIL)."""
     target = s.value("forward-to")
     if not target:
         return None
@@ -28,6 +30,7 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
         smtputf8_strict=switches["smtputf8strict"],
         binarymime_strict=switches["binarymimestrict"],
         must_accept_all_recipients=not s.flag("forward-to-some"),
+        anonymous=anonymous,
     )
     return ForwardSettings(
         forward_to=parse_forward_address(target),
@@ -42,4 +45,5 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
                           max_age=_seconds(s, "retry-max-age")),
         poll=_seconds(s, "poll"),
         unit=s.name,
+        auth=client_auth(s),
     )
