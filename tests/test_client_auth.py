@@ -210,7 +210,7 @@ def test_an_untrusted_endpoint_certificate_is_refused(tmp_path: Path,
     data = json.loads(path.read_text())
     del data["ca_file"]
     path.write_text(json.dumps(data))
-    with pytest.raises(TokenError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+    with pytest.raises(TokenError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
         asyncio.run(TokenSource(path).access_token())
 
 

@@ -206,7 +206,7 @@ def test_mail_needs_a_login_unless_the_address_is_trusted(auth: ServerAuth) -> N
     s = ehlo(auth)
     assert s.one("MAIL FROM:<a@b>") == "530 authentication required"
     assert s.one("VRFY bob") == "530 authentication required"
-    assert [n.text for n in s.of(proto.Notice)][0] == (
+    assert next(n.text for n in s.of(proto.Notice)) == (
         "server authentication enabled but not a trusted address")
     trusted = ehlo(auth, trusted="localipv4")
     assert trusted.one("MAIL FROM:<a@b>").startswith("250")
