@@ -82,7 +82,11 @@ def test_responses() -> None:
     assert bob.initial("PLAIN") == base64.b64encode(b"\0bob\0password123").decode()
     assert bob.initial("LOGIN") == base64.b64encode(b"bob").decode()
     assert bob.respond("LOGIN", b"Password:") == base64.b64encode(b"password123").decode()
-    assert bob.respond("LOGIN", b"Something else:") == "*"
+    assert bob.respond("LOGIN", b"Password:") == "*"  # a third prompt: cancel
+    assert bob.initial("CRAM-MD5") is None
+    bob.initial("CRAM-MD5")
+    assert bob.respond("LOGIN", b"User Name\0") == base64.b64encode(b"bob").decode()
+    assert bob.respond("LOGIN", b"Password\0") == base64.b64encode(b"password123").decode()
     assert bob.initial("CRAM-MD5") is None
     answer = base64.b64decode(bob.respond("CRAM-SHA256", b"<1.2@x>")).decode()
     assert answer == "bob " + hmac.new(b"password123", b"<1.2@x>", "sha256").hexdigest()

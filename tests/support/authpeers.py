@@ -31,6 +31,11 @@ class _AuthParamSMTP(SMTP):
         return result
 
 
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _AuthParamSMTP(self.handler, **self.SMTP_kwargs)
+
+
 @dataclass
 class AuthHandler(CaptureHandler):
     passwords: dict[str, str] = field(default_factory=dict)
@@ -79,10 +84,9 @@ class AuthServer:
                  tokens: set[str] | None = None) -> None:
         self.handler = AuthHandler(passwords=passwords or {}, tokens=tokens or set())
         self.port = free_port()
-        self.controller = Controller(
+        self.controller = _Controller(
             self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=0,
-            server_class=_AuthParamSMTP, auth_require_tls=False, auth_required=True,
-            authenticator=self.handler.authenticate)
+            auth_require_tls=False, auth_required=True, authenticator=self.handler.authenticate)
 
     @property
     def address(self) -> str:

@@ -91,6 +91,7 @@ class SaslClient:
         self.access_token = access_token
         self.user = ""
         self._sent = False  # the OAuth response has gone: a 334 now carries an error
+        self._login_step = 0  # LOGIN: the user name first, then the password
 
     def mechanisms(self, secure: bool) -> list[str]:
         return self.config.apply(mechanisms_for(set(self.account)), secure)
@@ -100,12 +101,12 @@ class SaslClient:
         return usable[0] if usable else None
 
     def initial(self, mechanism: str) -> str | None:
-        self._sent = False
+        self._sent, self._login_step = False, 0
         if mechanism.startswith("CRAM-"):
             return None
-        data = self._response(mechanism, b"Username:" if mechanism == "LOGIN" else b"")
+        data = self._response(mechanism, b"")
         if data is None or len(data) > INITIAL_RESPONSE_LIMIT:
-            self._sent = False
+            self._sent, self._login_step = False, 0
             return None
         return base64.b64encode(data).decode("ascii") or "="
 
@@ -126,10 +127,11 @@ class SaslClient:
         user = plain.id.encode("utf-8", "surrogateescape")
         if mechanism == "PLAIN":
             return b"\0" + user + b"\0" + plain.value
-        if mechanism == "LOGIN" and challenge.lower() == b"username:":
-            return user
-        if mechanism == "LOGIN" and challenge.lower() == b"password:":
-            return plain.value
+        if mechanism == "LOGIN":
+            # By position, not by prompt: servers word them differently ("Username:",
+            # "User Name", ...), and the user name may have gone as the initial response.
+            self._login_step += 1
+            return {1: user, 2: plain.value}.get(self._login_step)
         return None
 
     def _cram(self, hash_name: str, challenge: bytes) -> bytes | None:
