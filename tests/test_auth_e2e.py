@@ -210,3 +210,22 @@ def test_sighup_reads_the_secrets_again(relay: Relay, tmp_path: Path) -> None:
     relay.wait_for_log("cannot reload the secrets file")
     with client(relay) as smtp:
         assert smtp.login("dora", "pw")[0] == 235  # the previous contents stay
+
+
+@pytest.mark.skipif(shutil.which("fail2ban-client") is None or not COMMON.exists(),
+                    reason="fail2ban is not installed")
+def test_the_jail_and_filter_pass_fail2bans_configuration_test(tmp_path: Path) -> None:
+    config = tmp_path / "fail2ban"
+    shutil.copytree(COMMON.parent.parent, config)
+    for leftover in (config / "jail.d").iterdir():
+        leftover.unlink()  # only our jail
+    shutil.copy(FILTER, config / "filter.d")
+    shutil.copy(FILTER.with_name("emailrelay-jail.conf"), config / "jail.d" / "emailrelay.conf")
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    (config / "jail.d" / "zz-test.local").write_text(f"[emailrelay]\nlogpath = {log}\n"
+                                                      "backend = polling\n")
+    done = subprocess.run(["fail2ban-client", "-c", str(config), "--test"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "OK: configuration test is successful" in (
+        done.stdout + done.stderr), done.stdout + done.stderr
