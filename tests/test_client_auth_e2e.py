@@ -3,6 +3,7 @@ own server, accounts by selector, rejected logins, and OAuth2 with a token endpo
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -148,3 +149,14 @@ def test_a_missing_oauth2_account_file_stops_start_up(tmp_path: Path) -> None:
                      secrets(tmp_path, "client oauth2 erin@example.com missing.json\n"))
     assert done.returncode == 1
     assert "cannot read oauth2 account file" in done.stderr and "line 1" in done.stderr
+
+
+def test_e_mailrelay_oauth_secret_sent_as_it_is(tmp_path: Path) -> None:
+    response = b"user=dave@example.com\x01auth=Bearer static-token\x01\x01"
+    spool = tmp_path / "spool"
+    spool_message(spool)
+    line = f"client oauth dave@example.com {base64.b64encode(response).decode()}\n"
+    with AuthServer(tokens={"static-token"}) as server:
+        done = as_client(server.address, spool, "--client-auth", secrets(tmp_path, line))
+        assert done.returncode == 0, done.stderr
+        assert server.handler.logins == [("XOAUTH2", "dave@example.com")]
