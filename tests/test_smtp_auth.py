@@ -256,3 +256,16 @@ def test_trust_rules_for_ipv4_and_ipv6(auth: ServerAuth) -> None:
     assert auth.trust("::ffff:192.168.0.40").keyword == "localipv4"
     assert auth.trust("fe80::1:2").keyword == "localipv6"
     assert auth.trust("192.168.1.40") is None and auth.trust("2001:db8::1") is None
+
+
+def test_the_protocol_trace_never_shows_sasl_data(auth: ServerAuth) -> None:
+    s = ehlo(auth, trace=True)
+    secret = b64("\0alice\0e=mc2")
+    s.say(f"AUTH PLAIN {secret}")
+    other = ehlo(auth, trace=True)
+    other.say("AUTH LOGIN")
+    other.say(b64("alice"))
+    traces = [t.text for t in s.of(proto.Trace) + other.of(proto.Trace)]
+    assert 'rx<<: "AUTH PLAIN [initial response not logged]"' in traces
+    assert "rx<<: [authentication response not logged]" in traces
+    assert not any(secret in t or b64("alice") in t for t in traces)

@@ -300,8 +300,11 @@ class ServerProtocol:
         return COMMAND_LINE_LIMIT
 
     def _trace_line(self, line: str) -> None:
+        words = line.split()
         if self.state is State.AUTH:
             text = "rx<<: [authentication response not logged]"
+        elif len(words) > 2 and words[0].upper() == "AUTH":  # an initial response
+            text = f'rx<<: "{printable(" ".join(words[:2]))} [initial response not logged]"'
         else:
             shown = line.encode("unicode_escape", "backslashreplace").decode("ascii")
             text = f'rx<<: "{shown}"'
