@@ -16,7 +16,8 @@ kept in memory and fetched again shortly before it expires.  When the provider s
 new refresh token (Microsoft does on every refresh) it replaces the old one in the file,
 so the login survives the old one's expiry.  The file is read again when it changes.
 
-The HTTP exchange uses httpx.
+The HTTP exchange uses httpx, imported only when a token is needed: a relay without
+``oauth2`` lines (an OpenWrt router, say) runs without it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("emailrelay.auth")
 
@@ -124,6 +127,8 @@ class TokenSource:
             return self._token
 
     async def _refresh(self) -> None:
+        import httpx  # (see the module's docstring)
+
         a = self.account
         form = {"grant_type": "refresh_token", "refresh_token": a.refresh_token,
                 "client_id": a.client_id}
