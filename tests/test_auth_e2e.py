@@ -146,7 +146,7 @@ def test_failed_logins_are_delayed_without_holding_up_others(relay: Relay) -> No
         slow.putcmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0nope").decode())
         started = time.monotonic()
         assert quick.login("alice", "e=mc2")[0] == 235
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.9  # (a blocked event loop would take 2s)
         assert slow.getreply()[0] == 535
         assert time.monotonic() - started >= 1.8
 
