@@ -355,9 +355,9 @@ class ServerProtocol:
         self.helo_name = name
         self.esmtp = esmtp
         self.state = State.IDLE
-        if esmtp:  # as in E-MailRelay, EHLO starts a new session: log in again
-            self.authenticated_user = self.auth_mechanism = None
         if esmtp:
+            # As in E-MailRelay, EHLO starts a new session: the client logs in again.
+            self.authenticated_user = self.auth_mechanism = None
             self._events.append(Send(replies.ehlo(self.config.domain,
                                                   self.config.anonymous_server,
                                                   self.extensions())))
