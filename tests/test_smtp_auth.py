@@ -269,3 +269,18 @@ def test_the_protocol_trace_never_shows_sasl_data(auth: ServerAuth) -> None:
     assert 'rx<<: "AUTH PLAIN [initial response not logged]"' in traces
     assert "rx<<: [authentication response not logged]" in traces
     assert not any(secret in t or b64("alice") in t for t in traces)
+
+
+def test_mechanism_config_parsing() -> None:
+    mechanisms = ["CRAM-MD5", "PLAIN", "LOGIN"]
+    assert MechanismConfig.parse("").apply(mechanisms, False) == mechanisms
+    both = MechanismConfig.parse("M:login,plain; x:login")
+    assert both.apply(mechanisms, False) == both.apply(mechanisms, True) == ["PLAIN"]
+    split = MechanismConfig.parse("d:cram-md5")  # a d: list: m:/x: apply before TLS only
+    assert split.apply(mechanisms, False) == mechanisms
+    assert split.apply(mechanisms, True) == ["PLAIN", "LOGIN"]
+    assert MechanismConfig.parse("plain,login", bare_list=True).apply(mechanisms, True) == [
+        "PLAIN", "LOGIN"]
+    for bad in ("plain", "q:plain", "m plain"):
+        with pytest.raises(ValueError, match="invalid item"):
+            MechanismConfig.parse(bad)
