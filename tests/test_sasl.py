@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emailrelay.auth import md5state
+from emailrelay.auth import hashstate
 from emailrelay.auth.sasl import Apop, Cram, Login, Outcome, Plain, SaslServer, make_challenge
 from emailrelay.auth.secrets import parse_secrets
 
@@ -33,33 +33,34 @@ SECRETS = parse_secrets(
 
 @pytest.mark.parametrize("password", sorted(DOC_MD5))
 def test_md5_secrets_match_emailrelay_passwd(password: bytes) -> None:
-    assert base64.b64encode(md5state.make_secret(password)).decode() == DOC_MD5[password]
+    assert base64.b64encode(hashstate.make_secret(password)).decode() == DOC_MD5[password]
 
 
 def test_dotted_form_round_trip() -> None:
-    secret = md5state.make_secret(b"password123")
-    dotted = md5state.to_dotted(secret)
+    secret = hashstate.make_secret(b"password123")
+    dotted = hashstate.to_dotted(secret)
     assert dotted.startswith("1166597620.4004140933.")
-    assert md5state.is_dotted(dotted) and md5state.from_dotted(dotted) == secret
-    assert not md5state.is_dotted("1.2.3.4.5.6.7")
-    assert not md5state.is_dotted("1.2.3.4.5.6.7.4294967296")  # bigger than 32 bits
+    assert hashstate.is_dotted(dotted) and hashstate.from_dotted(dotted) == secret
+    assert not hashstate.is_dotted("1.2.3.4.5.6.7")
+    assert not hashstate.is_dotted("1.2.3.4.5.6.7.4294967296")  # bigger than 32 bits
 
 
 @given(st.binary(max_size=300))
 def test_hand_written_md5_is_md5(data: bytes) -> None:
-    assert md5state.md5(data) == hashlib.md5(data).digest()
+    assert hashstate.digest("md5", data) == hashlib.md5(data).digest()
 
 
 @given(st.binary(max_size=100), st.binary(max_size=200))
 def test_hmac_from_an_md5_secret_equals_hmac_md5_of_the_password(password: bytes,
                                                                  message: bytes) -> None:
-    secret = md5state.make_secret(password)
-    assert md5state.hmac_md5(secret, message) == hmac.new(password, message, "md5").digest()
+    secret = hashstate.make_secret(password)
+    expected = hmac.new(password, message, "md5").digest()
+    assert hashstate.hmac_from_secret(secret, message) == expected
 
 
 def test_hmac_md5_refuses_a_secret_of_the_wrong_size() -> None:
     with pytest.raises(ValueError):
-        md5state.hmac_md5(b"short", b"x")
+        hashstate.hmac_from_secret(b"short", b"x")
 
 
 def test_rfc_2195_cram_md5_example() -> None:
@@ -192,8 +193,29 @@ def test_start_makes_fresh_challenges() -> None:
 
 def test_long_passwords_work_with_md5_secrets() -> None:
     password = bytes(b or 1 for b in os.urandom(80))  # longer than a block: hashed first
-    secret = base64.b64encode(md5state.make_secret(password)).decode()
+    secret = base64.b64encode(hashstate.make_secret(password)).decode()
     secrets = parse_secrets(f"server md5 u {secret}\n", "t")[0]
     assert Plain(secrets).respond(b"\0u\0" + password).ok
     digest = hmac.new(password, b"<c>", "md5").hexdigest()
     assert Cram(secrets, "<c>", "MD5").respond(f"u {digest}".encode()).ok
+
+
+@pytest.mark.parametrize("name", ["md5", "sha1", "sha256"])
+@given(data=st.binary(max_size=200))
+def test_hand_written_hashes_are_the_real_ones(name: str, data: bytes) -> None:
+    assert hashstate.digest(name, data) == hashlib.new(name, data).digest()
+
+
+@pytest.mark.parametrize("name", ["sha1", "sha256"])
+def test_cram_sha_with_a_hashed_secret_and_plain_login_deriving_it(name: str) -> None:
+    secret = base64.b64encode(hashstate.make_secret(b"pass word", name)).decode()
+    secrets = parse_secrets(f"server {name} dora {secret}\n", "t")[0]
+    sasl = SaslServer(lambda: secrets, "example.com")
+    assert sasl.mechanisms() == [f"CRAM-{name.upper()}", "PLAIN", "LOGIN"]
+    cram = sasl.start(f"CRAM-{name.upper()}")
+    assert isinstance(cram, Cram)
+    digest = hmac.new(b"pass word", cram.challenge(), name).hexdigest()
+    assert cram.respond(f"dora {digest}".encode()).ok
+    assert Plain(secrets).respond(b"\0dora\0pass word").ok
+    assert not Plain(secrets).respond(b"\0dora\0pass-word").ok
+    assert sasl.start("CRAM-MD5") is None  # no md5 secret for it

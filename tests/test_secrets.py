@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emailrelay.auth import md5state
+from emailrelay.auth import hashstate
 from emailrelay.auth import secrets as secrets_module
 from emailrelay.auth.secrets import SecretsError, SecretsFile, parse_secrets, read_secrets
 from tests.support.logs import captured_log
@@ -41,7 +41,7 @@ def test_server_plain_xtext_and_its_base64_equivalent() -> None:
 def test_md5_secret_base64_and_dotted_forms_are_the_same_state() -> None:
     s, _ = parse(f"server md5 carol {CAROL_MD5}\nserver md5 carol2 {CAROL_DOTTED}\n")
     assert s.server_secret("md5", "carol").value == base64.b64decode(CAROL_MD5)
-    assert s.server_secret("md5", "carol2").value == md5state.make_secret(b"my password")
+    assert s.server_secret("md5", "carol2").value == hashstate.make_secret(b"my password")
 
 
 @pytest.mark.parametrize(("type_field", "canonical"), [
@@ -120,7 +120,7 @@ def test_openwrt_old_field_order_is_read_as_2_6_lines() -> None:
     assert s.client_secret("plain").id == "smtpuser@smtpserver"
     assert s.client_secret("plain").value == b"smtppassword"
     assert s.server_secret("plain", "user1").value == b"secret"
-    assert s.server_secret("md5", "user2").value == md5state.make_secret(b"my password")
+    assert s.server_secret("md5", "user2").value == hashstate.make_secret(b"my password")
     assert s.server_secret("plain", "user3").value == b"plaintext"
     assert warnings[0] == ("secrets file \"test.auth\": line 1: old field order: read as "
                            "\"server none 192.168.1.* keyword\"")

@@ -528,6 +528,8 @@ def test_starttls_required_but_not_offered() -> None:
 
 
 class PlainAuth:
+    user = "user name"
+
     def choose(self, offered: list[str], secure: bool) -> str | None:
         return "PLAIN" if "PLAIN" in offered else None
 
@@ -546,14 +548,15 @@ def test_auth_slot_with_a_challenge() -> None:
     assert d.last_sent() == [base64.b64encode(b"\0user\0secret").decode()]
     d.feed("235 ok\r\n")
     assert d.p.authenticated and isinstance(d.events[-1], c.SessionReady)
-    d.send(auth="user")
-    assert d.last_sent()[0].endswith(" AUTH=user")
+    d.send()
+    assert d.last_sent()[0].endswith(" AUTH=user+20name")
 
 
 def test_auth_failure_and_missing_auth() -> None:
     d = Driver(c.ClientConfig(ehlo_name="me.example", authenticator=PlainAuth()))
     d.feed("220 hi\r\n" + EHLO_FULL + "334 \r\n535 no\r\n")
-    assert d.of(c.Closed)[0].error == "authentication failed: [no]"
+    assert d.of(c.Closed)[0].error == (
+        "authentication failed using mechanism [plain]: [no]")
     d = Driver(c.ClientConfig(ehlo_name="me.example", authenticator=PlainAuth()))
     d.feed("220 hi\r\n" + EHLO_PLAIN)
     assert "authentication is not supported" in d.of(c.Closed)[0].error

@@ -17,11 +17,12 @@ STATES = {"": "ready", BAD: "bad", BUSY: "busy", NEW: "new"}
 def spool_message(directory: Path, *, to: list[str] | None = None,
                   content: bytes = b"Subject: hello\r\n\r\nhello\r\n", body_type: str = "7bit",
                   to_local: list[str] | None = None, forward_to_address: str = "",
-                  arrival_offset: float = 0.0) -> str:
+                  arrival_offset: float = 0.0, selector: str = "", auth_out: str = "") -> str:
     """Store a ready message as the server would; returns its id."""
     envelope = Envelope(from_="a@example.com", to_remote=["b@example.com"] if to is None
                         else to, to_local=to_local or [], body_type=body_type,
-                        client="127.0.0.1", forward_to_address=forward_to_address)
+                        client="127.0.0.1", forward_to_address=forward_to_address,
+                        client_account_selector=selector, mail_from_auth_out=auth_out)
     spool = Spool(directory)
     with mock.patch("time.time", return_value=time.time() + arrival_offset):
         message = spool.new_message(envelope)

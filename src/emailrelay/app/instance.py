@@ -11,7 +11,9 @@ import logging
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from emailrelay.auth.server import server_auth
 from emailrelay.filters.setup import client_filters, server_filters
 from emailrelay.forward.agent import Forwarder
 from emailrelay.forward.config import forward_settings
@@ -30,6 +32,14 @@ from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, hold_input
 from emailrelay.verify.setup import verifier_from_settings
 
 log = logging.getLogger("emailrelay")
+
+
+class ReloadHook(Protocol):
+    """Something SIGHUP reloads: ``reload()`` replaces it whole or raises and keeps it."""
+
+    name: str
+
+    def reload(self) -> None: ...
 
 STREAM_LIMIT = 1 << 17  # reading pauses when this much input is waiting
 
@@ -69,6 +79,7 @@ class Instance:
         self.verifier = verifier_from_settings(s, self.domain)
         self.server_tls = server_tls(s)
         starttls = self.server_tls is not None and not self.server_tls.implicit
+        self.server_auth = server_auth(s, self.domain)  # --server-auth
         self.smtp_context = SmtpContext(
             spool=self.spool, committer=self.committer, make_config=self.smtp_config,
             domain=self.domain, add_received="content" not in self.anonymous,
@@ -77,7 +88,7 @@ class Instance:
             verifier=self.verifier,
             start_tls=self.server_tls.accept if self.server_tls and starttls else None)
         self.forwarder: Forwarder | None = None
-        forwarding = forward_settings(s, self.domain)
+        forwarding = forward_settings(s, self.domain, anonymous="client" in self.anonymous)
         if forwarding is not None:
             forwarder = self.forwarder = Forwarder(self.spool, forwarding)
             if s.flag("forward-on-disconnect"):
@@ -94,8 +105,13 @@ class Instance:
         if self.pop_context is not None and starttls and self.server_tls is not None:
             self.pop_context.start_tls = self.server_tls.accept
             self.pop_context.tls_required = self.server_tls.required
-        # What SIGHUP reloads (see Runtime._reload).
-        self.reload_hooks = [h for h in (self.server_tls, forwarding and forwarding.tls) if h]
+        # What SIGHUP reloads (see Runtime._reload): certificates and secrets files.
+        client_auth = self.forwarder.settings.auth if self.forwarder else None
+        self.reload_hooks: list[ReloadHook] = [h for h in (
+            self.server_tls, forwarding and forwarding.tls,
+            self.server_auth.secrets if self.server_auth else None,
+            self.pop_context.secrets if self.pop_context else None,
+            client_auth.secrets_file if client_auth else None) if h]
 
     @property
     def name(self) -> str:
@@ -142,6 +158,7 @@ class Instance:
 
     def smtp_config(self, peer_ip: str) -> ServerConfig:
         sw = self.smtp_switches
+        trust = self.server_auth.trust(peer_ip) if self.server_auth else None
         return ServerConfig(
             domain=self.domain,
             max_size=self.settings.int("size") or 0,
@@ -156,6 +173,8 @@ class Instance:
             verify_recipients=self.verifier is not None,
             tls_available=self.smtp_context.start_tls is not None,
             tls_required=self.server_tls is not None and self.server_tls.required,
+            authenticator=self.server_auth,
+            trusted=trust.keyword if trust else None,
         )
 
     async def start(self) -> None:

@@ -7,8 +7,9 @@ belong to the protocol using it; nothing here does I/O.
 
 Mechanisms offered, as E-MailRelay 2.6 built with OpenSSL offers them: with any
 ``plain`` server secret ``CRAM-SHA512 CRAM-SHA256 CRAM-SHA1 CRAM-MD5 PLAIN LOGIN``.
-With only ``md5`` secrets E-MailRelay offers ``CRAM-MD5`` alone; we also offer PLAIN and
-LOGIN there, checking the password by deriving its md5 state (see :mod:`md5state`).
+With only hashed (``md5``, ``sha1``, ``sha256``) secrets E-MailRelay offers the matching
+CRAM mechanisms alone; we also offer PLAIN and LOGIN there, checking the password by
+deriving its hash state (see :mod:`hashstate`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emailrelay.auth import md5state
+from emailrelay.auth import hashstate
 from emailrelay.auth.secrets import MD5, PLAIN, Secrets
+from emailrelay.util.printable import printable
 
 CRAM_HASHES = ("SHA512", "SHA256", "SHA1", "MD5")  # strongest first
+# Hashed secret types, strongest first, each usable with its own CRAM mechanism.
+HASHED = tuple(h for h in ("sha256", "sha1", MD5) if h in hashstate.HASHES)
 _DUMMY = b"\0" * 32  # compared against when there is no account, to take the same time
 
 
@@ -36,6 +40,15 @@ class Outcome:
     user: str
     mechanism: str
     reason: str = ""
+
+    def describe(self) -> str:
+        """The log text, E-MailRelay's words: fail2ban filters match "failed authentication".
+
+        The user name came from the network: it is escaped so that it cannot forge lines.
+        """
+        text = (f"{'successful' if self.ok else 'failed'} authentication of remote client "
+                f"using mechanism [{self.mechanism.lower()}] and user [{printable(self.user)}]")
+        return text if self.ok else f"{text}: {self.reason}"
 
 
 def make_challenge(domain: str) -> str:
@@ -52,10 +65,11 @@ def check_password(secrets: Secrets, user: str, password: bytes) -> str | None:
     plain = secrets.server_secret(PLAIN, user)
     if plain is not None:
         return None if hmac.compare_digest(plain.value, password) else "wrong password"
-    hashed = secrets.server_secret(MD5, user)
-    if hashed is not None:
-        derived = md5state.make_secret(password)
-        return None if hmac.compare_digest(hashed.value, derived) else "wrong password"
+    for type_ in HASHED:
+        hashed = secrets.server_secret(type_, user)
+        if hashed is not None:
+            derived = hashstate.make_secret(password, type_)
+            return None if hmac.compare_digest(hashed.value, derived) else "wrong password"
     hmac.compare_digest(_DUMMY, password)
     return "no such account"
 
@@ -159,10 +173,9 @@ class Cram(_ChallengeResponse):
         self.name = f"CRAM-{hash_name.upper()}"
 
     def expected(self, user: str) -> bytes | None:
-        if self.hash_name == MD5:
-            hashed = self.secrets.server_secret(MD5, user)
-            if hashed is not None:
-                return md5state.hmac_md5(hashed.value, self._challenge)
+        hashed = self.secrets.server_secret(self.hash_name, user)
+        if hashed is not None and self.hash_name in HASHED:
+            return hashstate.hmac_from_secret(hashed.value, self._challenge, self.hash_name)
         plain = self.secrets.server_secret(PLAIN, user)
         if plain is None:
             return None
@@ -199,9 +212,8 @@ class SaslServer:
         types = self.secrets.server_types()
         if PLAIN in types:
             return [f"CRAM-{h}" for h in CRAM_HASHES] + ["PLAIN", "LOGIN"]
-        if MD5 in types:
-            return ["CRAM-MD5", "PLAIN", "LOGIN"]
-        return []
+        crams = [f"CRAM-{h.upper()}" for h in HASHED if h in types]
+        return [*crams, "PLAIN", "LOGIN"] if crams else []
 
     def start(self, name: str) -> Mechanism | None:
         """A new exchange with the named mechanism, or None if it is not offered."""

@@ -9,6 +9,7 @@ One account per line, four or five fields separated by blanks::
     client plain bob password123 [selector]    # forwarding account, optional selector
     client plain:b = = noauth                  # selector that means "no authentication"
     client oauth bob <base64 token>
+    client oauth2 bob /etc/emailrelay/bob.json # refreshable OAuth2 (our extension)
 
 ``#`` starts a comment line (or a comment in the fifth field).  The side and the type
 are case-insensitive; ``login`` means ``plain``, ``cram-md5`` and ``apop`` mean ``md5``.
@@ -28,17 +29,17 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from emailrelay.auth import md5state
+from emailrelay.auth import hashstate
 from emailrelay.util import xtext
 
 log = logging.getLogger("emailrelay.auth")
 
 SERVER, CLIENT = "server", "client"
-PLAIN, MD5, NONE, OAUTH = "plain", "md5", "none", "oauth"
+PLAIN, MD5, NONE, OAUTH, OAUTH2 = "plain", "md5", "none", "oauth", "oauth2"
 # Type aliases kept from older E-MailRelay releases.
 _TYPE_ALIASES = {"login": PLAIN, "cram-md5": MD5, "apop": MD5}
-# Hashed types emailrelay-passwd can make (--hash); only md5 is used by the mechanisms.
-_HASHED_TYPES = (MD5, "sha1", "sha256", "sha512")
+# Hashed types emailrelay-passwd can make (--hash); sha512 is read but has no mechanism.
+_HASHED_TYPES = (*hashstate.HASHES, "sha512")
 # Old (1.x) field order: mechanism first, then side.  Their secrets are plain text,
 # except CRAM-MD5 lines holding a dotted md5 state.
 _OLD_MECHANISMS = {"login": PLAIN, "apop": PLAIN, "cram-md5": PLAIN, "none": NONE}
@@ -162,7 +163,7 @@ def _parse_line(secrets: Secrets, line: str, number: int, warnings: list[str]) -
 def _old_style(secrets: Secrets, words: list[str], number: int, warnings: list[str]) -> None:
     mechanism, side, user_field, secret_field = words[0].lower(), words[1].lower(), *words[2:4]
     selector = words[4] if len(words) > 4 else ""
-    if mechanism == "cram-md5" and md5state.is_dotted(secret_field):
+    if mechanism == "cram-md5" and hashstate.is_dotted(secret_field):
         type_field = MD5
     else:
         type_field = _OLD_MECHANISMS[mechanism]
@@ -186,22 +187,22 @@ def _add(secrets: Secrets, side: str, type_field: str, user_field: str, secret_f
         return
     if decoration and not (type_ == PLAIN and decoration.lower() == "b"):
         raise _LineError(f"invalid password type [{type_field}]: use plain, plain:b or md5")
-    known = (PLAIN, *_HASHED_TYPES, *((OAUTH,) if side == CLIENT else ()))
+    known = (PLAIN, *_HASHED_TYPES, *((OAUTH, OAUTH2) if side == CLIENT else ()))
     if type_ not in known:
         raise _LineError(f"invalid password type [{type_field}]: use "
                          + ", ".join(known))
     if type_ == PLAIN and decoration:
         user = _base64(user_field, "user name").decode("utf-8", "surrogateescape")
         value = _base64(secret_field, "password")
-    elif type_ == PLAIN:
+    elif type_ in (PLAIN, OAUTH2):  # (an oauth2 secret is the path of its account file)
         user, value = xtext.decode(user_field), _bytes(xtext.decode(secret_field))
-    elif type_ == MD5 and md5state.is_dotted(secret_field):
-        user, value = xtext.decode(user_field), md5state.from_dotted(secret_field)
+    elif type_ == MD5 and hashstate.is_dotted(secret_field):
+        user, value = xtext.decode(user_field), hashstate.from_dotted(secret_field)
     else:
         user, value = xtext.decode(user_field), _base64(secret_field, "secret")
-        if type_ == MD5 and len(value) != md5state.SECRET_SIZE:
-            raise _LineError("invalid md5 secret: expected the 44-character base64 value "
-                             "that emailrelay-passwd prints")
+        if type_ in hashstate.HASHES and len(value) != hashstate.secret_size(type_):
+            raise _LineError(f"invalid {type_} secret: expected the base64 value that "
+                             f"emailrelay-passwd --hash={type_} prints")
     secret = Secret(side, type_, user, value, selector if side == CLIENT else "", number)
     if side == SERVER:
         key = (type_, user)
@@ -272,7 +273,8 @@ def read_secrets(path: str) -> tuple[Secrets, list[str]]:
 
 
 class SecretsFile:
-    """A secrets file that is read again when it changes (checked at most once a second).
+    """A secrets file that is read again when it changes (checked at most once a second)
+    and on SIGHUP (:meth:`reload`).
 
     A change that makes the file unreadable or invalid is logged and the previous
     contents stay in force.  ``warnings`` holds the first reading's warnings, for the
@@ -281,6 +283,7 @@ class SecretsFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.name = f"secrets file \"{path}\""
         self._stamp = self._mtime()
         self._secrets, self.warnings = read_secrets(path)
         self._checked = time.monotonic()
@@ -298,15 +301,17 @@ class SecretsFile:
             stamp = self._mtime()
             if stamp is not None and stamp != self._stamp:
                 self._stamp = stamp
-                self._reload()
+                log.info("re-reading secrets file: %s", self.path)
+                try:
+                    self.reload()
+                except SecretsError as e:
+                    log.error("%s: still using the previous contents", e)
         return self._secrets
 
-    def _reload(self) -> None:
-        log.info("re-reading secrets file: %s", self.path)
-        try:
-            self._secrets, warnings = read_secrets(self.path)
-        except SecretsError as e:
-            log.error("%s: still using the previous contents", e)
-            return
+    def reload(self) -> None:
+        """Read the file now; on :class:`SecretsError` the previous contents stay."""
+        stamp = self._mtime()
+        self._secrets, warnings = read_secrets(self.path)
+        self._stamp = stamp
         for warning in warnings:
             log.warning("%s", warning)

@@ -6,9 +6,10 @@ As in E-MailRelay, requests coalesce: they are handled on the next turn of the e
 loop, and a request that arrives while a run is going on is queued and handled once
 it ends.
 
-A run reads the ready envelopes, groups them by destination (``ForwardToAddress`` or
-``--forward-to``) and drains each group over up to ``--forward-connections``
-connections: one connection first (the probe), more only once it got through.  Each
+A run reads the ready envelopes, groups them by route: destination (``ForwardToAddress``
+or ``--forward-to``) and client account (``ClientAccountSelector``, as E-MailRelay
+groups them), and drains each group over up to ``--forward-connections`` connections:
+one connection first (the probe), more only once it got through.  Each
 message is locked in the spool (``.busy``) for the duration, so no message is ever
 forwarded twice at once, and deleted only after the server's 250 for its data.
 """
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
+from emailrelay.auth.client import ClientAuth, SelectorError
+from emailrelay.auth.oauth import TokenError
 from emailrelay.filters.client import ClientFilterOutcome, ClientFilters
 from emailrelay.filters.result import Verdict
 from emailrelay.forward.address import AddressError, ForwardAddress, parse_forward_address
@@ -39,6 +43,12 @@ log = logging.getLogger("emailrelay.forward")
 # Requests that mean "now": they try messages and smarthosts that are backing off.
 FORCING_REASONS = frozenset({"startup", "admin"})
 
+Route = tuple[str, str]  # (ForwardToAddress, ClientAccountSelector); "" for the defaults
+
+
+def route_of(envelope: Envelope) -> Route:
+    return envelope.forward_to_address, envelope.client_account_selector
+
 
 @dataclass
 class ForwardSettings:
@@ -51,6 +61,7 @@ class ForwardSettings:
     poll: float = 0.0  # --poll
     unit: str = ""  # the instance name, for log lines
     tls: ClientTls | None = None  # --client-tls, --client-tls-connection
+    auth: ClientAuth | None = None  # --client-auth
 
 
 @dataclass
@@ -74,7 +85,7 @@ class Forwarder:
     def __init__(self, spool: Spool, settings: ForwardSettings) -> None:
         self.spool = spool
         self.settings = settings
-        self.destinations: dict[str, DestinationState] = collections.defaultdict(
+        self.destinations: dict[Route, DestinationState] = collections.defaultdict(
             DestinationState)
         self._reason: str | None = None
         self._force = False
@@ -209,7 +220,7 @@ class Forwarder:
             self.last_report = report
             return report
         now = time.time()
-        groups: dict[str, list[str]] = {}
+        groups: dict[Route, list[str]] = {}
         waiting = 0
         self._routed.clear()
         for message_id in ids:
@@ -223,13 +234,13 @@ class Forwarder:
                 envelope = await self._route(message_id, report)
                 if envelope is None:
                     continue
-            groups.setdefault(envelope.forward_to_address, []).append(message_id)
+            groups.setdefault(route_of(envelope), []).append(message_id)
         if not groups:
             if self._logs(reason) and not waiting:
                 log.info("forwarding: no messages to send")
         else:
-            await asyncio.gather(*(self._drain(dest, queue, force, report)
-                                   for dest, queue in groups.items()))
+            await asyncio.gather(*(self._drain(route, queue, force, report)
+                                   for route, queue in groups.items()))
             if report.started:
                 log.info("forwarding: no more messages to send")
         for error in report.errors:
@@ -246,7 +257,7 @@ class Forwarder:
             envelope = self.spool.peek(message_id)
             if envelope is None:
                 continue
-            state = self.destinations.get(envelope.forward_to_address)
+            state = self.destinations.get(route_of(envelope))
             if envelope.retry_after:
                 times.append(envelope.retry_after)
             if state is not None and state.failures:
@@ -261,23 +272,25 @@ class Forwarder:
             return self.settings.forward_to
         return parse_forward_address(destination)
 
-    async def _drain(self, destination: str, ids: list[str], force: bool,
+    async def _drain(self, route: Route, ids: list[str], force: bool,
                      report: RunReport) -> None:
         try:
-            address = self._address_for(destination)
+            address = self._address_for(route[0])
         except AddressError as e:
             log.warning("forwarding: skipping %d message%s with an unusable "
                         "forward-to-address: %s", len(ids), "" if len(ids) == 1 else "s", e)
             report.not_tried += len(ids)
             return
-        state = self.destinations[destination]
+        if not self._account_exists(route[1], ids, report):
+            return
+        state = self.destinations[route]
         now = time.time()
         if not force and state.down(now):
             report.not_tried += len(ids)
             return
         queue = collections.deque(ids)
         connected = asyncio.Event()
-        workers = [asyncio.create_task(self._worker(address, destination, queue, report,
+        workers = [asyncio.create_task(self._worker(address, route, queue, report,
                                                     connected))]
         # The first connection is the probe: more only once it got through.
         probe_or_done = asyncio.create_task(connected.wait())
@@ -286,7 +299,7 @@ class Forwarder:
         if connected.is_set():
             while len(workers) < self.settings.connections and len(queue) > len(workers):
                 workers.append(asyncio.create_task(
-                    self._worker(address, destination, queue, report, None)))
+                    self._worker(address, route, queue, report, None)))
         try:
             await asyncio.gather(*workers)
         finally:
@@ -296,19 +309,45 @@ class Forwarder:
             report.not_tried += len(queue)
             self._expire_unreachable(list(queue), state.last_error)
 
-    async def _worker(self, address: ForwardAddress, destination: str,
+    def _account_exists(self, selector: str, ids: list[str], report: RunReport) -> bool:
+        """False (and the messages failed) when they name a client account there is not."""
+        auth = self.settings.auth
+        try:
+            if auth is not None:
+                auth.account(selector)
+            elif selector:
+                raise SelectorError(f"no --client-auth for the client account selector "
+                                    f"[{selector}]")
+        except SelectorError as e:
+            for message_id in ids:
+                message = self.spool.lock(message_id)
+                if message is not None:
+                    self._fail(message, str(e), 0, report)
+            return False
+        return True
+
+    async def _client_config(self, selector: str) -> proto.ClientConfig:
+        """The client settings with this account's login (raises TokenError)."""
+        auth = self.settings.auth
+        login = await auth.login(selector) if auth is not None else None
+        if login is None:
+            return self.settings.client
+        return dataclasses.replace(self.settings.client, authenticator=login)
+
+    async def _worker(self, address: ForwardAddress, route: Route,
                       queue: collections.deque[str], report: RunReport,
                       connected: asyncio.Event | None) -> None:
         """Connect and send messages from the queue; reconnect after a failed message."""
-        state = self.destinations[destination]
+        state = self.destinations[route]
         while queue:
             try:
-                conn = await ClientConnection.open(address, self.settings.client,
-                                                   self.settings.timeouts,
+                config = await self._client_config(route[1])
+                conn = await ClientConnection.open(address, config, self.settings.timeouts,
                                                    self.settings.interface, self.settings.tls)
-            except ConnectError as e:
-                self._connection_failed(state, f"cannot connect to {address.display()}: {e}",
-                                        report)
+            except (ConnectError, TokenError, SelectorError) as e:
+                where = f"cannot connect to {address.display()}: " if isinstance(
+                    e, ConnectError) else ""
+                self._connection_failed(state, f"{where}{e}", report)
                 return
             try:
                 if not await conn.start():
@@ -317,7 +356,7 @@ class Forwarder:
                 state.succeeded()
                 if connected is not None:
                     connected.set()
-                progress = await self._send_all(conn, queue, report)
+                progress = await self._send_all(conn, queue, report, route[1])
             finally:
                 await conn.quit()
             if conn.error is None:
@@ -334,7 +373,7 @@ class Forwarder:
         report.errors.append(error)
 
     async def _send_all(self, conn: ClientConnection, queue: collections.deque[str],
-                        report: RunReport) -> bool:
+                        report: RunReport, selector: str) -> bool:
         """Send queued messages while the session lasts; True if any got an answer."""
         progress = False
         while queue and conn.ready:
@@ -348,6 +387,10 @@ class Forwarder:
                         queue.clear()
                     if not self._filter_passed(message, outcome, report):
                         continue
+                if message.envelope.client_account_selector != selector:
+                    self._defer(message, "the client filter changed the client account "
+                                "selector: it goes on another connection", report)
+                    continue
                 await self._send_one(conn, message, report)
                 progress = True
             except BaseException:
@@ -398,7 +441,7 @@ class Forwarder:
         outgoing = proto.OutgoingMessage(
             mail_from=envelope.from_, recipients=list(envelope.to_remote),
             body_type=envelope.body_type, utf8_mailboxes=envelope.utf8_mailbox_names,
-            size=message.content_path.stat().st_size)
+            size=message.content_path.stat().st_size, auth_out=envelope.mail_from_auth_out)
         outcome = await conn.send(outgoing, message.content_path)
         self.apply(message, outcome, report)
         return outcome
@@ -495,13 +538,17 @@ class Forwarder:
         conn: ClientConnection | None = None
         try:
             address = self._address_for(message.envelope.forward_to_address)
-            conn = await ClientConnection.open(address, self.settings.client,
+            selector = message.envelope.client_account_selector
+            if not self._account_exists(selector, [], report):
+                message.release()
+                return None
+            conn = await ClientConnection.open(address, await self._client_config(selector),
                                                self.settings.timeouts, self.settings.interface,
                                                self.settings.tls)
             if not await conn.start():
                 raise ConnectError(conn.error or "no session")
             return await self._send_one(conn, message, report)
-        except (AddressError, ConnectError) as e:
+        except (AddressError, ConnectError, TokenError) as e:
             log.warning("smtp client error: %s", e)
             message.release()
             return proto.Outcome(proto.Result.DEFERRED, str(e))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from emailrelay.auth.client import client_auth
 from emailrelay.forward.address import parse_forward_address
 from emailrelay.forward.agent import ForwardSettings
 from emailrelay.forward.connection import Timeouts
@@ -16,8 +17,9 @@ def _seconds(s: Settings, name: str) -> float:
     return float(s.int(name) or 0)
 
 
-def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
-    """None when the instance has no --forward-to (nothing can be forwarded)."""
+def forward_settings(s: Settings, domain: str, anonymous: bool = False) -> ForwardSettings | None:
+    """None when the instance has no --forward-to (nothing can be forwarded);
+    ``anonymous`` is --anonymous=client (AUTH=<> on MAIL)."""
     target = s.value("forward-to")
     if not target:
         return None
@@ -32,6 +34,7 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
         tls=(TlsPolicy.NEVER if not s.flag("client-tls") else TlsPolicy.REQUIRED
              if s.flag("client-tls-required") else TlsPolicy.IF_OFFERED),
         secure_tunnel=s.flag("client-tls-connection"),
+        anonymous=anonymous,
     )
     return ForwardSettings(
         forward_to=parse_forward_address(target),
@@ -47,4 +50,5 @@ def forward_settings(s: Settings, domain: str) -> ForwardSettings | None:
         poll=_seconds(s, "poll"),
         unit=s.name,
         tls=client_tls(s),
+        auth=client_auth(s),
     )

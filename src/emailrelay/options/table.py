@@ -154,16 +154,15 @@ OPTIONS: tuple[Option, ...] = (
     # -- authentication ----------------------------------------------------------------------
     _o("client-auth", "C", ONE, "file", "auth,smtpclient",
        "Log in to the remote server with the client account in this secrets file, or "
-       "plain:<base64-user>:<base64-password>.", pending="auth"),
+       "plain:<base64-user>:<base64-password>."),
     _o("client-auth-config", None, ONE, "config", "auth,smtpclient",
        "Choose client authentication mechanisms: m: preferred, x: avoided, a: and d: the "
-       "same once TLS is on, separated by semicolons.", pending="auth"),
+       "same once TLS is on, separated by semicolons."),
     _o("server-auth", "S", ONE, "file", "auth,smtpserver",
-       "Require SMTP clients to log in with an account from this secrets file.",
-       pending="auth"),
+       "Require SMTP clients to log in with an account from this secrets file."),
     _o("server-auth-config", None, ONE, "config", "auth,smtpserver",
        "Choose server authentication mechanisms: m: allowed, x: denied, a: and d: the same "
-       "once TLS is on, separated by semicolons.", pending="auth"),
+       "once TLS is on, separated by semicolons."),
     # -- TLS ---------------------------------------------------------------------------------
     _o("client-tls", "j", F, "", "tls,smtpclient",
        "Use STARTTLS on outgoing connections when the server offers it."),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emailrelay.auth.client import parse_inline_account
+from emailrelay.auth.mechanisms import MechanismConfig
 from emailrelay.filters.spec import parse_chain
 from emailrelay.forward.address import AddressError, parse_forward_address
 from emailrelay.options.parser import CommandLine, Settings, UsageError
@@ -87,6 +89,7 @@ def validate(cl: CommandLine) -> list[str]:
         warnings.extend(_check_filters(s))
         _check_forwarding(s)
         warnings.extend(_check_tls(s))
+        warnings.extend(_check_auth(s))
     return warnings
 
 
@@ -221,3 +224,26 @@ def _check_tls(s: Settings) -> list[str]:
         return list(parse_tls_config(s.values("tls-config")).notes)
     except ValueError as e:
         raise UsageError(f"invalid value for {d('tls-config')}: {e}") from None
+
+
+def _check_auth(s: Settings) -> list[str]:
+    """E-MailRelay's checks on the authentication options, with its wording."""
+    d = s.describe
+    if s.has("server-auth") and s.flag("no-smtp"):
+        raise UsageError(f"the {d('server-auth')} option cannot be used with {d('no-smtp')}")
+    for name in ("server-auth", "client-auth"):
+        if s.has(f"{name}-config") and not s.has(name):
+            raise UsageError(f"the {d(name + '-config')} option requires {d(name)}")
+    for name, bare_list in (("server-auth-config", False), ("client-auth-config", True)):
+        try:
+            MechanismConfig.parse(s.value(name) or "", bare_list=bare_list)
+        except ValueError as e:
+            raise UsageError(f"invalid {d(name)} value: {e}") from None
+    client_auth = s.value("client-auth") or ""
+    if client_auth.startswith("plain:"):
+        try:
+            parse_inline_account(client_auth)
+        except ValueError as e:
+            raise UsageError(f"invalid {d('client-auth')} value: {e}") from None
+    return [f"pam authentication should be enabled with pam: rather than /pam ({d(name)})"
+            for name in ("server-auth", "pop-auth") if s.value(name) == "/pam"]

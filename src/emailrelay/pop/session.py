@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from emailrelay.auth.sasl import Outcome, SaslServer, make_challenge
-from emailrelay.auth.secrets import SecretsError, SecretsFile
+from emailrelay.auth.secrets import SecretsFile
+from emailrelay.auth.server import FAILURE_DELAY, open_secrets
 from emailrelay.logs.setup import VERBOSE
 from emailrelay.options.parser import Settings
 from emailrelay.pop import protocol as proto
 from emailrelay.pop import replies
 from emailrelay.pop.content import ContentEncoder, octet_count
-from emailrelay.process.daemon import StartupError
 from emailrelay.spool.store import (
     MailboxNameError,
     Maildrop,
@@ -30,12 +30,12 @@ from emailrelay.spool.store import (
     valid_mailbox_name,
 )
 from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded, hold_input
+from emailrelay.util.printable import printable
 
 log = logging.getLogger("emailrelay.pop")
 
 READ_SIZE = 1 << 16
 FILE_CHUNK = 1 << 18  # content read from disk at a time
-FAILURE_DELAY = 2.0  # seconds before the answer to a failed login
 SIZE_CACHE_LIMIT = 10000
 TRACE_LINES = 7  # longer multi-line replies are shortened in the protocol log
 
@@ -95,14 +95,7 @@ class PopContext:
 def pop_context(settings: Settings, spool: Spool, domain: str) -> PopContext:
     """The POP service for an instance's options (--pop-auth is read here, at start-up)."""
     path = settings.value("pop-auth") or ""
-    if path in ("pam:", "/pam"):
-        raise StartupError("--pop-auth=pam: is not supported: use a secrets file")
-    try:
-        secrets = SecretsFile(path)
-    except SecretsError as e:
-        raise StartupError(str(e)) from None
-    for warning in secrets.warnings:
-        log.warning("%s", warning)
+    secrets = open_secrets("pop-auth", path)
     if not secrets.current().server:
         log.warning("the --pop-auth secrets file \"%s\" has no server accounts: nobody can "
                     "log in to the POP server", path)
@@ -216,10 +209,9 @@ class PopSession:
         mechanism = outcome.mechanism.lower()
         if outcome.ok:
             log.info("pop authentication of %s connected from %s (mechanism [%s])",
-                     outcome.user, self._peer_display(), mechanism)
+                     printable(outcome.user), self._peer_display(), mechanism)
             return
-        log.warning("failed authentication of remote client using mechanism [%s] and user "
-                    "[%s]: %s", mechanism, outcome.user, outcome.reason)
+        log.warning("%s", outcome.describe())
         await self._flush()
         await asyncio.sleep(self.context.failure_delay)
 

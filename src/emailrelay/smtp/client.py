@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Protocol
 
+from emailrelay.util import xtext
+
 REPLY_LINE_LIMIT = 4096  # octets in one reply line (RFC 5321 asks for 512)
 REPLY_SIZE_LIMIT = 64 * 1024  # octets in one multi-line reply
 BDAT_CHUNK_SIZE = 1 << 20
@@ -162,12 +164,16 @@ class TlsPolicy(Enum):
 
 
 class ClientAuthenticator(Protocol):
-    """The AUTH slot (filled in by the authentication feature).
+    """The AUTH slot (:class:`emailrelay.auth.client.SaslClient`).
 
-    ``choose`` picks a mechanism from the server's list (None: none fits);
+    ``choose`` picks a mechanism from the server's list (None: none fits; after a
+    failure it is asked again without the mechanisms tried);
     ``initial`` gives the initial response (base64, or None to wait for a challenge);
-    ``respond`` answers a 334 challenge (base64, or "*" to cancel).
+    ``respond`` answers a 334 challenge (base64, or "*" to cancel);
+    ``user`` is the name logged in with, for ``AUTH=`` on MAIL.
     """
+
+    user: str
 
     def choose(self, offered: list[str], secure: bool) -> str | None: ...
     def initial(self, mechanism: str) -> str | None: ...
@@ -186,6 +192,7 @@ class ClientConfig:
     tls: TlsPolicy = TlsPolicy.NEVER
     secure_tunnel: bool = False  # TLS from the start (--client-tls-connection)
     authenticator: ClientAuthenticator | None = None
+    anonymous: bool = False  # --anonymous=client: AUTH=<> on MAIL, hiding the user
 
 
 @dataclass
@@ -195,7 +202,7 @@ class OutgoingMessage:
     body_type: str = "7bit"  # as in the envelope: 7bit, 8bit, binarymime, unknown
     utf8_mailboxes: bool = False
     size: int = 0  # content octets
-    auth: str | None = None  # AUTH= value (xtext) when the session is authenticated
+    auth_out: str = ""  # the envelope's MailFromAuthOut: "" (the login), "<>" or xtext
 
 
 class Result(Enum):
@@ -335,6 +342,7 @@ class ClientProtocol:
         self._pending_outcome: Outcome | None = None  # reported once RSET is answered
         self._chunks: list[tuple[int, int, bool]] = []
         self._auth_mechanism = ""
+        self._auth_tried: list[str] = []
         self._warned: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
@@ -525,13 +533,19 @@ class ClientProtocol:
                 self._fail_connection("cannot do authentication: check for a compatible "
                                       "client secret")
                 return
-            self._auth_mechanism = mechanism
-            initial = auth.initial(mechanism)
-            self.state = State.AUTH
-            self._send(f"AUTH {mechanism}" + (f" {initial}" if initial is not None else ""),
-                       sensitive=initial is not None)
+            self._auth(mechanism)
             return
         self._ready()
+
+    def _auth(self, mechanism: str) -> None:
+        auth = self.config.authenticator
+        assert auth is not None
+        self._auth_mechanism = mechanism
+        self._auth_tried.append(mechanism)
+        initial = auth.initial(mechanism)
+        self.state = State.AUTH
+        self._send(f"AUTH {mechanism}" + (f" {initial}" if initial is not None else ""),
+                   sensitive=initial is not None)
 
     def _on_starttls(self, reply: Reply) -> None:
         if reply.code == 220:
@@ -546,19 +560,30 @@ class ClientProtocol:
     def _on_auth(self, reply: Reply) -> None:
         auth = self.config.authenticator
         assert auth is not None
+        mechanism = self._auth_mechanism
         if reply.code == 334:
             text = reply.lines[0].strip() if reply.lines else ""
             try:
                 challenge = base64.b64decode(text, validate=True) if text != "=" else b""
             except ValueError:
-                self._send("*")  # RFC 4954: cancel an exchange we cannot follow
-                return
-            self._send(auth.respond(self._auth_mechanism, challenge), sensitive=True)
+                if mechanism != "PLAIN":  # (a PLAIN server has nothing to say: go on)
+                    self._send("*")  # RFC 4954: cancel an exchange we cannot follow
+                    return
+                challenge = b""
+            self._send(auth.respond(mechanism, challenge), sensitive=True)
         elif 200 <= reply.code < 300:
             self.authenticated = True
             self._ready()
         else:
-            self._fail_connection(f"authentication failed: [{reply.error_text}]")
+            failure = (f"authentication failed using mechanism [{mechanism.lower()}]: "
+                       f"[{reply.error_text}]")
+            untried = [m for m in self.auth_mechanisms if m not in self._auth_tried]
+            following = auth.choose(untried, self.secure) if untried else None
+            if following is None:
+                self._fail_connection(failure)
+            else:
+                self._warn(f"{failure}: trying [{following.lower()}]")
+                self._auth(following)
 
     def _ready(self) -> None:
         self.state = State.READY
@@ -600,9 +625,20 @@ class ClientProtocol:
             params += " SMTPUTF8"
         if "SIZE" in ext:
             params += f" SIZE={m.size}"
-        if self.authenticated and m.auth is not None:
-            params += f" AUTH={m.auth}"
+        if self.authenticated:
+            params += f" AUTH={self._auth_parameter(m)}"
         return f"MAIL FROM:<{m.mail_from}>{params}"
+
+    def _auth_parameter(self, m: OutgoingMessage) -> str:
+        """E-MailRelay's policy: the login name unless MailFromAuthOut says otherwise."""
+        user = self.config.authenticator.user if self.config.authenticator else ""
+        if self.config.anonymous:
+            return "<>"
+        if not m.auth_out and user:
+            return xtext.encode(user)
+        if m.auth_out and xtext.valid(m.auth_out):
+            return m.auth_out
+        return "<>"
 
     def _on_mail(self, reply: Reply) -> None:
         assert self._message is not None

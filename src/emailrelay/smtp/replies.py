@@ -42,6 +42,12 @@ AUTH_REQUIRED_STARTTLS = "530 authentication required: use starttls"
 ENCRYPTION_REQUIRED = "530 encryption required"
 ENCRYPTION_REQUIRED_STARTTLS = "530 encryption required: use starttls"
 READY_FOR_TLS = "220 ready to start tls"
+AUTH_OK = "235 authentication successful"
+AUTH_FAILED = "535 authentication failed"
+AUTH_CANCELLED = "501 authentication cancelled"
+BAD_MECHANISM = "504 unsupported authentication mechanism"
+AUTH_NEEDS_TLS_STARTTLS = "504 unsupported authentication mechanism: use starttls"
+TOO_MANY_AUTH_FAILURES = "421 too many failed logins: closing connection"
 
 
 def mail_ok(raw: str) -> str:

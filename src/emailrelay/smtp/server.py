@@ -10,15 +10,21 @@ nothing here touches a socket, a file or a clock.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Protocol
 
+from emailrelay.auth.sasl import Mechanism, Outcome
 from emailrelay.smtp import replies
 from emailrelay.smtp.address import AddressError, PathArgument, parse_path
 from emailrelay.smtp.dataphase import DataScanner
+from emailrelay.util.printable import printable
 
-COMMAND_LINE_LIMIT = 4096  # RFC 5321 asks for 512; extensions and AUTH need more
+COMMAND_LINE_LIMIT = 4096  # RFC 5321 asks for 512; extensions need more
+AUTH_LINE_LIMIT = 12288  # AUTH commands and responses (RFC 4954 section 4)
+AUTH_FAILURE_LIMIT = 3  # failed logins before the connection is closed
 RECIPIENT_LIMIT = 1000  # RFC 5321 requires at least 100
 ERROR_LIMIT = 20  # bad commands before the connection is dropped
 BDAT_CHUNK_READ = 1 << 16
@@ -92,10 +98,10 @@ class StartTls:
 
 
 @dataclass
-class AuthStep:
-    """A SASL response line for the authenticator slot (see :class:`AuthSlot`)."""
+class AuthDone:
+    """An AUTH exchange ended: log it; after a failure, wait before the reply that follows."""
 
-    line: str
+    outcome: Outcome
 
 
 @dataclass
@@ -119,8 +125,16 @@ class ProtocolWarning:
     text: str
 
 
+@dataclass
+class Notice:
+    """Something to log at info level about the client (the adapter adds its address)."""
+
+    text: str
+
+
 Event = (Send | MessageStart | MessageData | MessageComplete | MessageAbort | CheckRecipient
-         | VerifyRequest | StartTls | AuthStep | Close | Trace | ProtocolWarning | _Marker)
+         | VerifyRequest | StartTls | AuthDone | Close | Trace | ProtocolWarning | Notice
+         | _Marker)
 
 
 # -- configuration and transaction state ----------------------------------------------------
@@ -148,19 +162,12 @@ class Transaction:
     bdat: bool = False
 
 
-@dataclass
-class Authenticator:
-    """The AUTH slot: filled in by the authentication feature.
+class Authenticator(Protocol):
+    """The AUTH slot (:class:`emailrelay.auth.server.ServerAuth`): with one, MAIL and VRFY
+    need a login unless the client's address is trusted (``ServerConfig.trusted``)."""
 
-    ``mechanisms(secure)`` lists what to advertise; ``start(mechanism, initial, secure)``
-    returns ``(reply_line, done, user)`` and ``step(line)`` the same for each further
-    client line.  ``done`` with a user means success.
-    """
-
-    mechanisms: Callable[[bool], list[str]]
-    start: Callable[[str, str | None, bool], tuple[str, bool, str | None]]
-    step: Callable[[str], tuple[str, bool, str | None]]
-    required: bool = False  # MAIL needs authentication (unless the client is trusted)
+    def mechanisms(self, secure: bool) -> list[str]: ...
+    def start(self, mechanism: str) -> Mechanism | None: ...
 
 
 @dataclass
@@ -179,7 +186,7 @@ class ServerConfig:
     tls_available: bool = False  # STARTTLS may be offered
     tls_required: bool = False  # MAIL and AUTH only after TLS
     authenticator: Authenticator | None = None
-    trusted: bool = False  # the client's address is trusted (a "none" secrets line)
+    trusted: str | None = None  # the keyword of a "server none" line trusting the client
     enabled: bool = True  # false: "smtp disable" from the admin interface
     trace: bool = False  # emit Trace events for the --verbose protocol trace
 
@@ -204,6 +211,8 @@ class ServerProtocol:
         self.secure = False
         self.authenticated_user: str | None = None
         self.auth_mechanism: str | None = None
+        self.auth_failures = 0
+        self._mechanism: Mechanism | None = None  # the SASL exchange in progress
         self.helo_name = ""
         self.esmtp = False
         self.transaction = Transaction()
@@ -261,16 +270,19 @@ class ServerProtocol:
         if self.state is State.BDAT:
             return self._step_bdat()
         end = self._buffer.find(b"\r\n")
+        limit = self._line_limit()
         if end < 0:
-            if len(self._buffer) > COMMAND_LINE_LIMIT:
+            if len(self._buffer) > limit:
                 # Swallow the over-long line up to its CRLF, then answer once.
                 del self._buffer[:-1]
                 self._discard_line = True
             return False
         raw = bytes(self._buffer[:end])
         del self._buffer[: end + 2]
-        if self._discard_line or len(raw) > COMMAND_LINE_LIMIT:
+        if self._discard_line or len(raw) > limit:
             self._discard_line = False
+            if self.state is State.AUTH:
+                self._end_exchange()
             self._client_error(replies.LINE_TOO_LONG)
             return True
         line = raw.decode("utf-8", "surrogateescape")
@@ -282,9 +294,17 @@ class ServerProtocol:
             self._command(line)
         return True
 
+    def _line_limit(self) -> int:
+        if self.state is State.AUTH or bytes(self._buffer[:5]).upper() == b"AUTH ":
+            return AUTH_LINE_LIMIT
+        return COMMAND_LINE_LIMIT
+
     def _trace_line(self, line: str) -> None:
+        words = line.split()
         if self.state is State.AUTH:
             text = "rx<<: [authentication response not logged]"
+        elif len(words) > 2 and words[0].upper() == "AUTH":  # an initial response
+            text = f'rx<<: "{printable(" ".join(words[:2]))} [initial response not logged]"'
         else:
             shown = line.encode("unicode_escape", "backslashreplace").decode("ascii")
             text = f'rx<<: "{shown}"'
@@ -336,6 +356,8 @@ class ServerProtocol:
         self.esmtp = esmtp
         self.state = State.IDLE
         if esmtp:
+            # As in E-MailRelay, EHLO starts a new session: the client logs in again.
+            self.authenticated_user = self.auth_mechanism = None
             self._events.append(Send(replies.ehlo(self.config.domain,
                                                   self.config.anonymous_server,
                                                   self.extensions())))
@@ -347,10 +369,9 @@ class ServerProtocol:
         ext = []
         if c.max_size:
             ext.append(f"SIZE {c.max_size}")
-        if c.authenticator and self.authenticated_user is None:
-            mechanisms = c.authenticator.mechanisms(self.secure)
-            if mechanisms and not (c.tls_required and not self.secure):
-                ext.append("AUTH " + " ".join(mechanisms))
+        mechanisms = self._mechanisms(self.secure)
+        if mechanisms and self.authenticated_user is None:
+            ext.append("AUTH " + " ".join(mechanisms))
         if c.tls_available and not self.secure:
             ext.append("STARTTLS")
         if c.vrfy_enabled:
@@ -406,16 +427,26 @@ class ServerProtocol:
         self._emit(replies.mail_ok(arg.raw))
 
     def _access_refusal(self) -> str | None:
-        """The 530 reply when TLS or authentication must come first, else None."""
+        """The 530 reply when authentication or TLS must come first, else None."""
         c = self.config
         starttls = c.tls_available and not self.secure
+        if c.authenticator and self.authenticated_user is None and c.trusted is None:
+            self._events.append(Notice("server authentication enabled but not a trusted "
+                                       "address"))
+            return replies.AUTH_REQUIRED_STARTTLS if c.tls_required and starttls else (
+                replies.AUTH_REQUIRED)
         if c.tls_required and not self.secure:
             return replies.ENCRYPTION_REQUIRED_STARTTLS if starttls else (
                 replies.ENCRYPTION_REQUIRED)
-        if c.authenticator and c.authenticator.required and self.authenticated_user is None \
-                and not c.trusted:
-            return replies.AUTH_REQUIRED
         return None
+
+    @property
+    def auth_id(self) -> str:
+        """E-MailRelay's authentication id: the user logged in, or the keyword of the
+        secrets line that trusts the client (for the envelope and the verifier)."""
+        if self.authenticated_user is not None:
+            return self.authenticated_user
+        return (self.config.trusted or "") if self.config.authenticator else ""
 
     def _syntax_warning(self, error: AddressError) -> None:
         if str(error).startswith("missing angle brackets") and not self._warned_syntax:
@@ -597,54 +628,105 @@ class ServerProtocol:
         self.state = State.START
         self.helo_name = ""
 
+    # -- AUTH (RFC 4954), checks in E-MailRelay's order --------------------------------------
+
+    def _mechanisms(self, secure: bool) -> list[str]:
+        c = self.config
+        if c.authenticator is None or (c.tls_required and not secure):
+            return []
+        return c.authenticator.mechanisms(secure)
+
     def _do_auth(self, line: str) -> None:
-        auth = self.config.authenticator
-        if auth is None:
-            self._client_error(replies.NOT_IMPLEMENTED)
-            return
-        if self.authenticated_user is not None or self.state is not State.IDLE:
+        if self.state is not State.IDLE:
             self._client_error(replies.OUT_OF_SEQUENCE)
             return
         words = line.split()
-        if len(words) < 2 or len(words) > 3:
-            self._client_error(replies.INVALID_ARGUMENT)
+        mechanism = words[1].upper() if len(words) > 1 else ""
+        initial = words[2] if len(words) > 2 else None
+        sasl = self._auth_start(mechanism, initial)
+        if sasl is None:
             return
-        mechanism = words[1].upper()
-        initial = words[2] if len(words) == 3 else None
-        if self.config.tls_required and not self.secure:
-            self._emit("504 unsupported authentication mechanism: use starttls")
-            return
-        if initial is not None and initial != "=":
-            try:
-                base64.b64decode(initial, validate=True)
-            except ValueError:
-                self._client_error(replies.INVALID_ARGUMENT)
-                return
-        self.auth_mechanism = mechanism
-        reply, done, user = auth.start(mechanism, initial, self.secure)
-        self._auth_reply(reply, done, user)
+        self._mechanism = sasl
+        self.state = State.AUTH
+        if initial is None:
+            self._challenge(sasl.challenge())
+        else:
+            self._auth_response(b"" if initial == "=" else _base64(initial) or b"")
+
+    def _auth_start(self, mechanism: str, initial: str | None) -> Mechanism | None:
+        """The new exchange, or None once the refusal is sent."""
+        offered = self._mechanisms(self.secure)
+        auth = self.config.authenticator
+        sasl = auth.start(mechanism) if auth and mechanism in offered else None
+        if self.authenticated_user is not None:
+            self._warn("too many AUTH requests")
+            self._client_error(replies.OUT_OF_SEQUENCE)
+        elif not offered and not self.secure and self._mechanisms(True):
+            self._warn("rejecting authentication attempt without encryption")
+            self._emit(replies.AUTH_NEEDS_TLS_STARTTLS if self.config.tls_available
+                       else replies.BAD_MECHANISM)
+        elif not offered:
+            self._warn("client protocol error: AUTH requested but not advertised")
+            self._emit(replies.NOT_IMPLEMENTED)
+        elif sasl is None:
+            self._warn(f"request for unsupported server AUTH mechanism: {printable(mechanism)}")
+            self._emit(replies.BAD_MECHANISM)
+        elif initial is not None and sasl.server_first:
+            self._warn("unexpected initial-response with a server-first AUTH mechanism")
+            self._emit(replies.INVALID_ARGUMENT)
+        elif initial is not None and initial != "=" and _base64(initial) is None:
+            self._warn("invalid base64 encoding of AUTH parameter")
+            self._emit(replies.INVALID_ARGUMENT)
+        else:
+            return sasl
+        return None
+
+    def _warn(self, text: str) -> None:
+        self._events.append(ProtocolWarning(text))
 
     def _auth_line(self, line: str) -> None:
-        auth = self.config.authenticator
-        assert auth is not None
-        if line.strip() == "*":
-            self.state = State.IDLE
-            self._emit("501 authentication cancelled")
+        text = line.strip()
+        if text == "*":
+            self._end_exchange()
+            self._emit(replies.AUTH_CANCELLED)
             return
-        reply, done, user = auth.step(line.strip())
-        self._auth_reply(reply, done, user)
+        data = _base64(text)
+        if data is None:
+            self._warn("invalid base64 encoding of authentication response")
+            mechanism = self._mechanism.name if self._mechanism else ""
+            self._auth_done(Outcome(False, "", mechanism, "invalid base64 encoding"))
+            return
+        self._auth_response(data)
 
-    def _auth_reply(self, reply: str, done: bool, user: str | None) -> None:
-        if done:
-            self.state = State.IDLE
-            if user is not None:
-                self.authenticated_user = user
-            else:
-                self.auth_mechanism = None
-                self.errors += 1
+    def _auth_response(self, data: bytes) -> None:
+        assert self._mechanism is not None
+        result = self._mechanism.respond(data)
+        if isinstance(result, bytes):
+            self._challenge(result)
         else:
-            self.state = State.AUTH
-        self._emit(reply)
+            self._auth_done(result)
+
+    def _challenge(self, data: bytes) -> None:
+        self._emit("334 " + base64.b64encode(data).decode("ascii"))
+
+    def _end_exchange(self) -> None:
+        self._mechanism = None
+        self.state = State.IDLE
+
+    def _auth_done(self, outcome: Outcome) -> None:
+        self._end_exchange()
+        self._events.append(AuthDone(outcome))
+        if outcome.ok:
+            self.authenticated_user = outcome.user
+            self.auth_mechanism = outcome.mechanism
+            self._emit(replies.AUTH_OK)
+            return
+        self.auth_failures += 1
+        if self.auth_failures >= AUTH_FAILURE_LIMIT:
+            self._emit(replies.TOO_MANY_AUTH_FAILURES)
+            self._close("too many failed logins")
+        else:
+            self._emit(replies.AUTH_FAILED)
 
     _HANDLERS: dict[str, Callable[[ServerProtocol, str], None]] = {
         "EHLO": _do_ehlo, "HELO": _do_helo, "MAIL": _do_mail, "RCPT": _do_rcpt,
@@ -738,3 +820,11 @@ class ServerProtocol:
             self.state = State.CHUNKING
             self._emit(replies.bdat_chunk_ok(self._bdat_chunk_size))
         return True
+
+
+def _base64(text: str) -> bytes | None:
+    """Strict base64 (None if invalid), as RFC 4954 responses must be."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None

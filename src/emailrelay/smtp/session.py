@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from emailrelay.auth.server import FAILURE_DELAY
 from emailrelay.logs.setup import verbose
 from emailrelay.smtp import replies
 from emailrelay.smtp import server as proto
@@ -80,6 +81,7 @@ class SmtpContext:
     verifier: Verifier | None = None
     # The TLS feature's slot: the handshake after STARTTLS (writer, peer for the log).
     start_tls: Callable[[asyncio.StreamWriter, str], Awaitable[Upgraded]] | None = None
+    auth_failure_delay: float = FAILURE_DELAY  # seconds before answering a failed AUTH
     stats: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str) -> None:
@@ -165,6 +167,10 @@ class SmtpSession:
             elif isinstance(event, proto.StartTls):
                 if not await self._start_tls():
                     return "tls handshake failed"
+            elif isinstance(event, proto.Notice):
+                log.info("%s: %s", event.text, self.peer_ip or "unix-domain peer")
+            elif isinstance(event, proto.AuthDone):
+                await self._auth_done(event)
             elif isinstance(event, proto.Close):
                 await self._flush()
                 return event.reason
@@ -198,6 +204,15 @@ class SmtpSession:
             self._out.clear()
             await self.writer.drain()
 
+    async def _auth_done(self, event: proto.AuthDone) -> None:
+        """Log the login; after a failure wait before answering (other sessions go on)."""
+        if event.outcome.ok:
+            log.info("%s", event.outcome.describe())
+            return
+        log.warning("%s", event.outcome.describe())
+        await self._flush()
+        await asyncio.sleep(self.context.auth_failure_delay)
+
     # -- address verification -----------------------------------------------------------
 
     async def _verify(self, address: str, mail_from: str, command: str) -> VerifierStatus:
@@ -208,7 +223,7 @@ class SmtpSession:
             address=address, mail_from=mail_from, client=self._peer_display(),
             domain=self.context.domain, command=command,
             auth_mechanism=(p.auth_mechanism or "").lower() if p.authenticated_user is not None
-            else "none", auth_name=p.authenticated_user or "")
+            else "none", auth_name=p.auth_id)
         return await verifier.verify(query)
 
     async def _check_recipient(self, event: proto.CheckRecipient) -> None:
@@ -247,7 +262,7 @@ class SmtpSession:
             to_local=[r.address for r in t.recipients if r.local],
             to_remote=[r.address for r in t.recipients if not r.local],
             body_type=BODY_TYPES.get(t.body, "unknown"),
-            authentication=p.authenticated_user or "",
+            authentication=p.auth_id,
             client=self.peer_ip,
             client_certificate=self.tls.peer_certificate if self.tls else "",
             mail_from_auth_in=t.auth_param or "",
