@@ -6,16 +6,23 @@ Several instances can share a process (``--in-spool-dir``, ``--out-spool-dir``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from dataclasses import dataclass, field
 
+from emailrelay.admin.backend import InstanceAdmin
+from emailrelay.admin.core import ForwardingControl
+from emailrelay.admin.server import AdminServer
+from emailrelay.app.services import Services
 from emailrelay.filters.setup import server_filters
 from emailrelay.logs.setup import peer_context, unit_context
 from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
+from emailrelay.policy.connections import Connection, Refusal
+from emailrelay.policy.dnsbl import DnsblChecker, DnsblConfig
 from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
@@ -44,6 +51,7 @@ def canonical_name() -> str:
 class Instance:
     settings: Settings
     committer: GroupCommitter
+    services: Services = field(default_factory=Services)
     spool: Spool = field(init=False)
     domain: str = field(init=False)
     listeners: list[tuple[ListenSpec, socket.socket]] = field(default_factory=list)
@@ -65,7 +73,23 @@ class Instance:
             domain=self.domain, add_received="content" not in self.anonymous,
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
-            verifier=self.verifier)
+            verifier=self.verifier, on_count=self.services.observer.smtp_count)
+        self._policy_setup()
+
+    def _policy_setup(self) -> None:
+        """--dnsbl, --admin, smtp enable/disable and metrics."""
+        s = self.settings
+        self.smtp_enabled = True  # "smtp disable" from the admin interface
+        # The forwarding agent's control for the admin forward and flush commands.
+        self.forwarding: ForwardingControl | None = None
+        self.dnsbl = DnsblChecker(DnsblConfig.parse(",".join(s.values("dnsbl")))) \
+            if s.has("dnsbl") else None
+        self.admin = AdminServer(InstanceAdmin(self, self.services),
+                                 self.services.observer.events,
+                                 terminate_allowed=s.flag("admin-terminate")) \
+            if s.has("admin") else None
+        self.smtp_sessions: dict[asyncio.Task[None], SmtpSession] = {}
+        self.services.observer.metrics.watch_spool(self.name, self.spool)
 
     @property
     def name(self) -> str:
@@ -77,9 +101,13 @@ class Instance:
 
     def listen_specs(self) -> list[ListenSpec]:
         s = self.settings
-        if not self.serves or s.flag("no-smtp"):
+        if not self.serves:
             return []
-        return specs_for("smtp", s.values("interface"), s.int("port") or 0)
+        specs = [] if s.flag("no-smtp") else specs_for("smtp", s.values("interface"),
+                                                       s.int("port") or 0)
+        if self.admin is not None:
+            specs += specs_for("admin", s.values("interface"), s.int("admin") or 0)
+        return specs
 
     def open_listeners(self) -> None:
         """Bind every listening socket (before daemonising and dropping privileges)."""
@@ -105,46 +133,101 @@ class Instance:
             anonymous_server="server" in self.anonymous,
             vrfy_enabled="vrfy" not in self.anonymous,
             verify_recipients=self.verifier is not None,
+            enabled=self.smtp_enabled,
         )
 
     async def start(self) -> None:
         for spec, sock in self.listeners:
-            server = await asyncio.start_server(self._on_connection, sock=sock,
-                                                limit=STREAM_LIMIT)
+            server = await asyncio.start_server(
+                functools.partial(self._on_connection, spec.kind), sock=sock,
+                limit=STREAM_LIMIT)
             self.servers.append(server)
+            self.services.connections.add_listener(spec.kind, spec.display())
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
 
-    async def _on_connection(self, reader: asyncio.StreamReader,
+    async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         peer = _peer_of(writer)
         peer_context.set(peer)
         unit_context.set(self.name)
         if not self.settings.flag("remote-clients") and not is_local(peer[0]):
-            log.warning("configured to reject non-local smtp connection: %s is not a local "
-                        "address (use --remote-clients)", peer[0])
+            log.warning("configured to reject non-local %s connection: %s is not a local "
+                        "address (use --remote-clients)", kind, peer[0])
+            self.services.observer.rejected("remote_client")
+            writer.close()
+            return
+        connection = self.services.connections.admit(kind, _local_of(writer), peer)
+        if isinstance(connection, Refusal):
+            writer.write(connection.reply.encode() + b"\r\n")
             writer.close()
             return
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("smtp connection from %s", f"{peer[0]}:{peer[1]}" if peer[0]
+        log.info("%s connection from %s", kind, f"{peer[0]}:{peer[1]}" if peer[0]
                  else "a unix-domain peer")
+        try:
+            if kind == "admin":
+                assert self.admin is not None
+                await self.admin.serve(reader, writer, peer)
+            else:
+                await self._serve_smtp(reader, writer, peer, connection)
+        except asyncio.CancelledError:
+            pass  # stopped at shutdown; asyncio's stream callback cannot take a cancellation
+        finally:
+            self.services.connections.close(connection)
+
+    async def _serve_smtp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          peer: tuple[str, str], connection: Connection) -> None:
+        if self.dnsbl is not None and peer[0]:
+            result = await self.dnsbl.check(peer[0])
+            result.log()
+            if not result.allowed:
+                self.services.observer.rejected("dnsbl")
+                log.info("smtp connection closed: blocked by dnsbl: %s:%s", *peer)
+                writer.close()
+                return
+        if not self.smtp_enabled:
+            self.services.observer.rejected("smtp_disabled")
         task = asyncio.current_task()
         assert task is not None
         self.sessions.add(task)
+        session = self.smtp_sessions[task] = SmtpSession(self.smtp_context, reader, writer,
+                                                         peer)
         try:
-            await SmtpSession(self.smtp_context, reader, writer, peer).run()
+            await session.run()
         finally:
+            connection.tls = session.protocol.secure
             self.sessions.discard(task)
+            del self.smtp_sessions[task]
 
     def stop_listening(self) -> None:
         for server in self.servers:
             server.close()
+        self.services.connections.remove_listeners()
+        if self.admin is not None:
+            self.admin.close_all()
+
+    def stop_idle_sessions(self) -> None:
+        """At shutdown: SMTP sessions between transactions get 421 and end now."""
+        for task, session in self.smtp_sessions.items():
+            if session.idle:
+                task.cancel()
+
+    def listening(self) -> list[str]:
+        return [spec.display() for spec, _ in self.listeners]
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return str(peer[0]), str(peer[1])
+    return _address_pair(writer.get_extra_info("peername"))
+
+
+def _local_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    return _address_pair(writer.get_extra_info("sockname"))
+
+
+def _address_pair(address: object) -> tuple[str, str]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), str(address[1])
     return "", ""

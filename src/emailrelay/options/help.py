@@ -9,6 +9,9 @@ from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.options.table import AREA_TITLES, OPTIONS, Arity, Option
 
 USAGE = "usage: emailrelay [<option> [<option> ...]] [<config-file>]"
+LICENSE = ("License GPLv3+: GNU GPL version 3 or later <http://gnu.org/licenses/gpl.html>",
+           "This is free software: you are free to change and redistribute it.",
+           "There is NO WARRANTY, to the extent permitted by law.")
 
 
 def _signature(opt: Option) -> str:
@@ -55,7 +58,5 @@ def version_text(verbose: bool) -> str:
             "Threading: asyncio event loop with a thread pool for disk synchronisation",
             "Unix domain sockets: enabled",
         ]
-    lines += ["", "License GPLv3+: GNU GPL version 3 or later <http://gnu.org/licenses/gpl.html>",
-              "This is free software: you are free to change and redistribute it.",
-              "There is NO WARRANTY, to the extent permitted by law."]
+    lines += ["", *LICENSE]
     return "\n".join(lines) + "\n"

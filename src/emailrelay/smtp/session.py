@@ -59,10 +59,13 @@ class SmtpContext:
     on_disconnect: Callable[[], None] | None = None
     # --address-verifier: consulted for RCPT and VRFY (ServerConfig.verify_recipients).
     verifier: Verifier | None = None
-    stats: dict[str, int] = field(default_factory=dict)
+    # Told what happens, for metrics and the admin interface: ("received", <message id>)
+    # and ("rejected", <reason>), see emailrelay.app.observer.
+    on_count: Callable[[str, str], None] | None = None
 
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
+    def count(self, name: str, detail: str = "") -> None:
+        if self.on_count is not None:
+            self.on_count(name, detail)
 
 
 class SmtpSession:
@@ -78,6 +81,12 @@ class SmtpSession:
         self._out: list[bytes] = []
         self._trace = log.isEnabledFor(15)
         self.protocol.config.trace = self._trace
+        self._reading = False
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a command outside any transaction: may be stopped at shutdown."""
+        return self._reading and self.protocol.state in (proto.State.START, proto.State.IDLE)
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"
@@ -87,6 +96,12 @@ class SmtpSession:
             reason = "connection reset by peer"
         except TimeoutError:
             reason = f"no activity after {self.context.idle_timeout:g}s"
+        except asyncio.CancelledError:  # the process is stopping
+            reason = "service shutting down"
+            if not self.writer.is_closing():
+                self._queue(proto.Send([replies.SHUTTING_DOWN]))
+                self.writer.write(b"".join(self._out))
+            raise
         finally:
             self._discard_message()
             self.writer.close()
@@ -108,8 +123,10 @@ class SmtpSession:
             event = p.next_event()
             if event is proto.NEED_DATA:
                 await self._flush()
+                self._reading = True
                 data = await asyncio.wait_for(self.reader.read(READ_SIZE),
                                               self.context.idle_timeout or None)
+                self._reading = False
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
@@ -119,6 +136,9 @@ class SmtpSession:
                 self._start_message(event.transaction)
             elif isinstance(event, proto.MessageAbort):
                 self._discard_message()
+                if event.reason.startswith("5"):  # the content was refused
+                    self.context.count("rejected", "size" if event.reason
+                                       == replies.SIZE_EXCEEDED else "content")
             elif isinstance(event, proto.MessageComplete):
                 await self._flush()
                 p.message_stored(await self._store(event.transaction))
@@ -176,6 +196,7 @@ class SmtpSession:
         else:
             log.warning("rejecting recipient \"%s\": %s%s", printable(arg.raw), status.response,
                         f": {status.reason}" if status.reason != status.response else "")
+            self.context.count("rejected", "recipient")
             self.protocol.recipient_checked(accepted=False, reply=replies.rcpt_rejected(
                 arg.raw, status.response, temporary=status.temporary))
 
@@ -239,6 +260,7 @@ class SmtpSession:
     async def _store(self, t: proto.Transaction) -> str:
         message, self.message = self.message, None
         if message is None:
+            self.context.count("rejected", "storage")
             return self._write_failed or replies.TRANSACTION_FAILED
         message.envelope.body_type = BODY_TYPES.get(t.body, "unknown")
         ctx = self.context
@@ -250,7 +272,7 @@ class SmtpSession:
                 ok, reply = await ctx.before_publish(info)
                 if not ok:
                     message.abort()  # (a no-op if the hook kept the message as .bad)
-                    ctx.count("rejected")
+                    ctx.count("rejected", "filter")
                     return reply
                 await message.publish(ctx.committer, resync=True)
                 for callback in info.after_publish:
@@ -260,8 +282,9 @@ class SmtpSession:
         except OSError as e:
             self._storage_error(e)
             message.abort()
+            ctx.count("rejected", "storage")
             return self._write_failed or replies.TRANSACTION_FAILED
-        ctx.count("received")
+        ctx.count("received", message.id)
         log.info("smtp message stored: %s from <%s> to %d recipient%s (%d bytes, %.1f ms)",
                  message.id, t.mail_from, len(t.recipients),
                  "" if len(t.recipients) == 1 else "s", message.size,
