@@ -19,7 +19,8 @@ The events, with the words E-MailRelay uses where it has them:
 
 Rejection reasons (the ``reason`` label of ``emailrelay_rejected_total``):
 ``remote_client``, ``connection_limit``, ``client_connection_limit``, ``dnsbl``,
-``smtp_disabled``, ``recipient``, ``size``, ``content``, ``filter`` and ``storage``.
+``smtp_disabled``, ``recipient`` (refused by the address verifier), ``recipients`` (too
+many), ``size``, ``content``, ``filter`` and ``storage``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ log = logging.getLogger("emailrelay.smtp")
 READ_SIZE = 1 << 17
 
 BODY_TYPES = {"": "7bit", "7BIT": "7bit", "8BITMIME": "8bit", "BINARYMIME": "binarymime"}
+# Replies that refuse a message, and the reason counted for them (see SmtpContext.count).
+REFUSALS = {replies.SIZE_EXCEEDED: "size", replies.TOO_MANY_RECIPIENTS: "recipients",
+            replies.NUL_IN_DATA: "content", replies.HEADER_LINE_TOO_LONG: "content"}
 
 
 @dataclass
@@ -130,15 +133,14 @@ class SmtpSession:
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
+                if event.lines[0] in REFUSALS:
+                    self.context.count("rejected", REFUSALS[event.lines[0]])
             elif isinstance(event, proto.MessageData):
                 self._write_content(event.data)
             elif isinstance(event, proto.MessageStart):
                 self._start_message(event.transaction)
             elif isinstance(event, proto.MessageAbort):
                 self._discard_message()
-                if event.reason.startswith("5"):  # the content was refused
-                    self.context.count("rejected", "size" if event.reason
-                                       == replies.SIZE_EXCEEDED else "content")
             elif isinstance(event, proto.MessageComplete):
                 await self._flush()
                 p.message_stored(await self._store(event.transaction))
