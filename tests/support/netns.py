@@ -3,12 +3,15 @@
 The relay treats loopback and private addresses as local (no DNSBL look-up, no
 ``--remote-clients`` needed), so tests that need a "remote" client run it inside a
 network namespace of their own.  Both ends use documentation ranges (RFC 5737, RFC
-3849), which nothing else on the machine routes: this side has 192.0.2.1 and
-2001:db8:e::1, the namespace 192.0.2.2-3 and 2001:db8:e::2-3.  Needs root and iproute2.
+3849): this side has 198.51.100.1 and 2001:db8:e::1, the namespace 198.51.100.2-3 and
+2001:db8:e::2-3.  Nothing leaves the machine.  The tests are skipped when the machine
+already uses either range (some sandboxes put their own network in a documentation
+range), and they need root and iproute2.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import os
@@ -16,8 +19,9 @@ import shutil
 import subprocess
 import sys
 
-HOST4, HOST6 = "192.0.2.1", "2001:db8:e::1"
-CLIENT4 = ("192.0.2.2", "192.0.2.3")
+NET4, NET6 = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("2001:db8:e::/64")
+HOST4, HOST6 = "198.51.100.1", "2001:db8:e::1"
+CLIENT4 = ("198.51.100.2", "198.51.100.3")
 CLIENT6 = ("2001:db8:e::2", "2001:db8:e::3")
 
 _serial = itertools.count(1)
@@ -34,7 +38,27 @@ def unavailable() -> str | None:
         return "needs root"
     if shutil.which("ip") is None:
         return "needs iproute2"
+    for network in (NET4, NET6):
+        in_use = _networks_in_use()
+        if any(network.overlaps(n) for n in in_use if n.version == network.version):
+            return f"{network} is already in use on this machine"
     return None
+
+
+def _networks_in_use() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Every route (but the defaults) and every address of this machine."""
+    found = []
+    for family in ("-4", "-6"):
+        routes = json.loads(_ip("-j", family, "route", "show", "table", "all").stdout or "[]")
+        for route in routes:
+            destination = route.get("dst", "default")
+            if destination != "default":
+                found.append(ipaddress.ip_network(destination, strict=False))
+        for link in json.loads(_ip("-j", family, "addr").stdout or "[]"):
+            for info in link.get("addr_info", []):
+                found.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}",
+                                                  strict=False))
+    return found
 
 
 class ClientHost:
@@ -81,7 +105,8 @@ import json, smtplib
 result = {}
 try:
     s = smtplib.SMTP(timeout=10, source_address=(%(source)r, 0))
-    result["greeting"] = list(s.connect(%(host)r, %(port)d))
+    code, text = s.connect(%(host)r, %(port)d)
+    result["greeting"] = [code, text.decode()]
     if %(send)r:
         s.sendmail("a@example.com", ["b@example.net"], "Subject: hi\\r\\n\\r\\nhello\\r\\n")
         result["sent"] = True
