@@ -156,7 +156,7 @@ def test_with_nc(relay_with_admin) -> None:
     relay = relay_with_admin
     send_mail(relay.port)
     (envelope,) = relay.envelopes()
-    done = subprocess.run([shutil.which("nc") or "nc", "-q", "5", "127.0.0.1",
+    done = subprocess.run([shutil.which("nc") or "nc", "-N", "127.0.0.1",
                            str(relay.admin_port)], input=b"help\nlist\nquit\n",
                           capture_output=True, timeout=20)
     out = done.stdout.decode()
@@ -167,7 +167,7 @@ def test_with_nc(relay_with_admin) -> None:
 
 def test_with_telnet(relay_with_admin) -> None:
     relay = relay_with_admin
-    script = "sleep 0.5; printf 'pid\\r\\n'; sleep 1; printf 'quit\\r\\n'; sleep 1"
+    script = "sleep 0.3; printf 'pid\\r\\n'; sleep 0.3; printf 'quit\\r\\n'; sleep 0.5"
     done = subprocess.run(f"({script}) | {shutil.which('telnet') or 'telnet'} 127.0.0.1 "
                           f"{relay.admin_port}", shell=True, capture_output=True, timeout=30)
     out = done.stdout.decode().replace("\r\n", "\n")  # telnet's own output drops the CR

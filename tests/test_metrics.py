@@ -13,6 +13,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.helpers import script
 from tests.support.relay import free_port
 
 
@@ -69,6 +70,27 @@ def test_counters_follow_what_happens(relay) -> None:
     assert ("process_resident_memory_bytes", ()) in after
     info = [k for k in after if k[0] == "emailrelay_info"]
     assert info and dict(info[0][1])["compatible_with"] == "E-MailRelay 2.6"
+
+
+def test_rejections_are_counted_by_reason(start_relay, tmp_path) -> None:
+    metrics_port = free_port()
+    verifier = script(tmp_path, "v.sh", 'case "$1" in bad@*) echo "no such user"; exit 2;; '
+                      'esac\necho\necho "$1"\nexit 1\n')
+    relay = start_relay("--metrics-port", str(metrics_port), "--filter", "exit:1",
+                        "--address-verifier", str(verifier))
+    relay.wait_for_log("metrics server on")
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("a@example.com", ["bad@example.net"], "Subject: x\r\n\r\nhi\r\n")
+        with pytest.raises(smtplib.SMTPDataError):
+            smtp.sendmail("a@example.com", ["good@example.net"], "Subject: x\r\n\r\nhi\r\n")
+        smtp.rset()
+        with pytest.raises(smtplib.SMTPDataError):
+            smtp.sendmail("a@example.com", ["good@example.net"], "Subject: x\r\n\r\nh\0i\r\n")
+    samples = scrape(metrics_port)
+    for reason in ("recipient", "filter", "content"):
+        assert samples[("emailrelay_rejected_total", (("reason", reason),))] == 1, reason
+    assert samples[("emailrelay_messages_received_total", ())] == 0
 
 
 def test_queue_age_grows(relay) -> None:
