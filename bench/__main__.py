@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.common import Result, table
 
-BENCHMARKS = ["accept"]
+BENCHMARKS = ["accept", "forward", "pop"]
 
 
 def main(names: list[str]) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -105,8 +104,6 @@ def test_abandon_after_the_filter_moved_the_message_away(tmp_path: Path) -> None
     assert not message.envelope_path.exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("emailrelay.filters.copy") is None,
-                    reason="pending: copy: arrives with the POP3 branch (copy_message)")
 def test_copy_filter_copies_into_spool_subdirectories(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     for name in ("alice", "bob"):

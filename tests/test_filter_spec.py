@@ -54,18 +54,10 @@ def test_relative_program_paths_become_absolute(tmp_path: Path, monkeypatch) -> 
     ("spam:127.0.0.1:99999", "port out of range"),
     ("spam:127.0.0.1:nosuchservice", "unknown port"),
     ("file:", "empty file path"),
-    ("copy:", "copy: filter is not available yet"),
 ])
 def test_bad_items(text: str, error: str) -> None:
-    if text == "copy:" and _copy_available():
-        pytest.skip("the copy: filter has landed")
     with pytest.raises(SpecError, match=error):
         parse_one(text)
-
-
-def _copy_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("emailrelay.filters.copy") is not None
 
 
 def test_program_warnings(tmp_path: Path) -> None:

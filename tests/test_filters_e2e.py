@@ -177,9 +177,6 @@ def test_net_filter_service(start_relay) -> None:
     assert "X-MailRelay-Reason: content check" in relay.envelopes(".bad")[0].read_text()
 
 
-@pytest.mark.skipif(bool(__import__("emailrelay.options.table", fromlist=["BY_NAME"])
-                         .BY_NAME["pop"].pending),
-                    reason="pending: the POP3 server arrives with the pop branch")
 def test_delivered_mail_is_fetched_with_pop3(start_relay, tmp_path: Path) -> None:
     import poplib
 

@@ -13,7 +13,7 @@ from emailrelay.options.table import BY_NAME, OPTIONS, Arity
 from emailrelay.options.validate import validate
 from tests.support.relay import run_emailrelay
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/emailrelay-2.6-options.tsv"
+REFERENCE = Path(__file__).resolve().parent / "data/emailrelay-2.6-options.tsv"
 
 
 def reference_rows() -> list[dict[str, str]]:

@@ -174,3 +174,35 @@ def test_sigterm_lets_a_session_finish(tmp_path: Path) -> None:
     client.quit()
     assert relay.process.wait(10) == 0
     assert len(relay.envelopes()) == 1
+
+
+def test_root_drops_to_the_user_after_binding(tmp_path: Path) -> None:
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import subprocess
+    import tempfile
+    user = pwd.getpwnam("daemon")
+    port = free_port()
+    # The unprivileged user must be able to reach the spool: not under pytest's 0700 tmp.
+    base = Path(tempfile.mkdtemp(prefix="emailrelay-user-"))
+    base.chmod(0o755)
+    spool = base / "spool"
+    with open(tmp_path / "user.log", "wb") as out:
+        process = subprocess.Popen(
+            [*emailrelay_command(), "--no-daemon", "--log", "--port", str(port), "--interface",
+             "127.0.0.1", "--spool-dir", str(spool)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        assert Path(f"/proc/{process.pid}/status").read_text().count(f"\t{user.pw_uid}\t") >= 1
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.sendmail("a@x", ["b@x"], b"Subject: x\r\n\r\nhi\r\n")
+    finally:
+        process.terminate()
+        process.wait(10)
+    files = list(spool.iterdir())
+    assert len(files) == 2
+    assert all(f.stat().st_uid == user.pw_uid for f in files)
+    assert spool.stat().st_uid == user.pw_uid
+    import shutil
+    shutil.rmtree(base)

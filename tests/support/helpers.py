@@ -7,10 +7,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
-from tests.support.relay import free_port
+from tests.support.relay import free_port, wait_for_port
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 CONTENT = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -42,29 +43,15 @@ def stored_message(spool: Spool, envelope: Envelope | None = None,
     return message.id
 
 
-def wait_for_tcp(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+class Daemon:
+    """A test peer program running in the background, logging to a file."""
 
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
 
-class Spamd:
-    """SpamAssassin's spamd on a free loopback port (module fixture material)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.log = open(tmp / "spamd.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [shutil.which("spamd") or "spamd", "--listen", f"127.0.0.1:{self.port}",
-             "--max-children", "2", "--nouser-config", "--local", "--syslog", "stderr",
-             "--pidfile", str(tmp / "spamd.pid")],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_tcp(self.port, 60)
+    def start(self, argv: list[str], log_path: Path) -> None:
+        self.log = open(log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -75,19 +62,27 @@ class Spamd:
         self.log.close()
 
 
-class Dnsmasq:
+class Spamd(Daemon):
+    """SpamAssassin's spamd on a free loopback port (module fixture material)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.start([shutil.which("spamd") or "spamd", "--listen", f"127.0.0.1:{self.port}",
+                    "--max-children", "2", "--nouser-config", "--local", "--syslog", "stderr",
+                    "--pidfile", str(tmp / "spamd.pid")], tmp / "spamd.log")
+        wait_for_port(self.port, timeout=60)
+
+
+class Dnsmasq(Daemon):
     """Debian's dnsmasq answering for made-up names on a free loopback UDP port."""
 
     def __init__(self, tmp: Path, records: list[str]) -> None:
         self.port = _free_udp_port()
-        self.log = open(tmp / "dnsmasq.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground",
-             "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
-             "--bind-interfaces", "--listen-address=127.0.0.1", "--port", str(self.port),
-             "--pid-file=", "--user=root", "--log-queries", "--log-facility=-",
-             *records],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        self.start([shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground",
+                    "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+                    "--bind-interfaces", "--listen-address=127.0.0.1", "--port",
+                    str(self.port), "--pid-file=", "--user=root", "--log-queries",
+                    "--log-facility=-", *records], tmp / "dnsmasq.log")
         self._wait()
 
     def _wait(self) -> None:
@@ -104,14 +99,6 @@ class Dnsmasq:
             except Exception:
                 time.sleep(0.05)
         raise TimeoutError("dnsmasq did not answer")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 def _free_udp_port() -> int:

@@ -10,7 +10,7 @@ from typing import Protocol
 from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.admin.core import ForwardingControl
 from emailrelay.app.services import Services
-from emailrelay.options.help import LICENSE
+from emailrelay.options.help import WARRANTY, tls_library_id
 from emailrelay.policy.dnsbl import DnsblChecker
 from emailrelay.spool.store import BAD, Spool
 
@@ -55,10 +55,10 @@ class InstanceAdmin:
 
     def info(self) -> dict[str, str]:
         return {"version": f"{COMPATIBLE_WITH} (emailrelay for Python {__version__})",
-                "credit": f"TLS library: {ssl.OPENSSL_VERSION}",
+                "credit": f"TLS library: {tls_library_id()} ({ssl.OPENSSL_VERSION})",
                 "copyright": "emailrelay for Python, a work-alike of E-MailRelay by "
                              "Graeme Walker",
-                "warranty": "\n".join(LICENSE)}
+                "warranty": "\n".join(WARRANTY)}
 
     def set_smtp_enabled(self, enabled: bool) -> None:
         if self.instance.smtp_enabled != enabled:

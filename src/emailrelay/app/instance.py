@@ -15,7 +15,9 @@ from emailrelay.admin.backend import InstanceAdmin
 from emailrelay.admin.core import ForwardingControl
 from emailrelay.admin.server import AdminServer
 from emailrelay.app.services import Services
-from emailrelay.filters.setup import server_filters
+from emailrelay.filters.setup import client_filters, server_filters
+from emailrelay.forward.agent import Forwarder
+from emailrelay.forward.config import forward_settings
 from emailrelay.logs.setup import peer_context, unit_context
 from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
@@ -23,6 +25,7 @@ from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.policy.connections import Connection, Refusal
 from emailrelay.policy.dnsbl import DnsblChecker, DnsblConfig
+from emailrelay.pop.session import PopSession, pop_context
 from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
 from emailrelay.spool.durable import GroupCommitter
@@ -74,13 +77,28 @@ class Instance:
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
             verifier=self.verifier, on_count=self.services.observer.smtp_count)
+        self.forwarder: Forwarder | None = None
+        forwarding = forward_settings(s, self.domain)
+        if forwarding is not None:
+            forwarder = self.forwarder = Forwarder(self.spool, forwarding)
+            if s.flag("forward-on-disconnect"):
+                self.smtp_context.on_disconnect = lambda: forwarder.request_forward(
+                    "client disconnect")
+            if s.flag("immediate"):
+                self.smtp_context.after_store = forwarder.immediate_reply
+            forwarder.client_filters = client_filters(s, self.spool, self.domain)
+            forwarder.routing_filters = client_filters(s, self.spool, self.domain,
+                                                       routing=True)
+            if self.filters is not None:
+                self.filters.request_forward = forwarder.request_forward
+        self.pop_context = pop_context(s, self.spool, self.domain) if s.flag("pop") else None
         self._policy_setup()
 
     def _policy_setup(self) -> None:
         """--dnsbl, --admin, smtp enable/disable and metrics."""
         s = self.settings
         self.smtp_enabled = True  # "smtp disable" from the admin interface
-        # The forwarding agent's control for the admin forward and flush commands.
+        # For the admin forward and flush commands.
         self.forwarding: ForwardingControl | None = None
         self.dnsbl = DnsblChecker(DnsblConfig.parse(",".join(s.values("dnsbl")))) \
             if s.has("dnsbl") else None
@@ -99,12 +117,27 @@ class Instance:
     def serves(self) -> bool:
         return not self.settings.flag("dont-serve")
 
+    @property
+    def forwards(self) -> bool:
+        """Forwards on its own (at start-up or by polling), not only when a client asks."""
+        s = self.settings
+        return self.forwarder is not None and (s.flag("forward") or (s.int("poll") or 0) > 0)
+
+    @property
+    def quit_when_sent(self) -> bool:
+        """--as-client (or --forward --dont-serve): one run over the spool, then exit."""
+        s = self.settings
+        return (not self.listeners and self.forwarder is not None and s.flag("forward")
+                and not (s.int("poll") or 0))
+
     def listen_specs(self) -> list[ListenSpec]:
         s = self.settings
         if not self.serves:
             return []
         specs = [] if s.flag("no-smtp") else specs_for("smtp", s.values("interface"),
                                                        s.int("port") or 0)
+        if self.pop_context is not None:
+            specs += specs_for("pop", s.values("interface"), s.int("pop-port") or 0)
         if self.admin is not None:
             specs += specs_for("admin", s.values("interface"), s.int("admin") or 0)
         return specs
@@ -115,6 +148,8 @@ class Instance:
 
     def prepare_spool(self) -> None:
         self.spool.recover()
+        if self.pop_context is not None:
+            self.pop_context.prepare()
         if is_tmpfs(self.spool.directory):
             log.warning("the spool directory \"%s\" is on a RAM file system: messages will "
                         "not survive a reboot", self.spool.directory)
@@ -139,12 +174,26 @@ class Instance:
     async def start(self) -> None:
         for spec, sock in self.listeners:
             server = await asyncio.start_server(
-                functools.partial(self._on_connection, spec.kind), sock=sock,
-                limit=STREAM_LIMIT)
+                functools.partial(self._on_connection, spec.kind), sock=sock, limit=STREAM_LIMIT)
             self.servers.append(server)
             self.services.connections.add_listener(spec.kind, spec.display())
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
+
+    def start_forwarding(self) -> None:
+        """After the servers: report the smarthost, forward at start-up, start polling."""
+        if self.forwarder is None:
+            return
+        prefix = f"[{self.name}] " if self.name else ""
+        address = self.forwarder.settings.forward_to
+        assert address is not None
+        log.info("%sforwarding to %s", prefix, address.display())
+        if self.settings.flag("immediate") and self.listeners:
+            log.warning("using --immediate can result in client timeout errors: try "
+                        "--forward-on-disconnect instead")
+        if self.settings.flag("forward") and not self.quit_when_sent:
+            self.forwarder.request_forward("startup")
+        self.forwarder.start()
 
     async def _on_connection(self, kind: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
@@ -167,19 +216,28 @@ class Instance:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("%s connection from %s", kind, f"{peer[0]}:{peer[1]}" if peer[0]
                  else "a unix-domain peer")
+        task = asyncio.current_task()
+        assert task is not None
+        if kind != "admin":  # admin connections do not wait for the grace period
+            self.sessions.add(task)
         try:
             if kind == "admin":
                 assert self.admin is not None
                 await self.admin.serve(reader, writer, peer)
+            elif kind == "pop":
+                assert self.pop_context is not None
+                await PopSession(self.pop_context, reader, writer, peer).run()
             else:
-                await self._serve_smtp(reader, writer, peer, connection)
+                await self._serve_smtp(reader, writer, peer, connection, task)
         except asyncio.CancelledError:
-            pass  # stopped at shutdown; asyncio's stream callback cannot take a cancellation
+            pass  # shutdown: asyncio's stream callback must not see a cancelled task
         finally:
+            self.sessions.discard(task)
             self.services.connections.close(connection)
 
     async def _serve_smtp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          peer: tuple[str, str], connection: Connection) -> None:
+                          peer: tuple[str, str], connection: Connection,
+                          task: asyncio.Task[None]) -> None:
         if self.dnsbl is not None and peer[0]:
             result = await self.dnsbl.check(peer[0])
             result.log()
@@ -190,16 +248,12 @@ class Instance:
                 return
         if not self.smtp_enabled:
             self.services.observer.rejected("smtp_disabled")
-        task = asyncio.current_task()
-        assert task is not None
-        self.sessions.add(task)
         session = self.smtp_sessions[task] = SmtpSession(self.smtp_context, reader, writer,
                                                          peer)
         try:
             await session.run()
         finally:
             connection.tls = session.protocol.secure
-            self.sessions.discard(task)
             del self.smtp_sessions[task]
 
     def stop_listening(self) -> None:
@@ -217,6 +271,10 @@ class Instance:
 
     def listening(self) -> list[str]:
         return [spec.display() for spec, _ in self.listeners]
+
+    async def stop_forwarding(self) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.stop()
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:

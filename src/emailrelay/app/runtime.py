@@ -60,6 +60,7 @@ class Runtime:
         self.instances: list[Instance] = []
         self.stopping: asyncio.Event | None = None
         self.exit_code = EXIT_OK
+        self.quit_when_sent = False
         self.services = Services.from_settings(cl.process)
         self.services.request_stop = lambda: self._stop("terminate command")
         self.started = time.time()
@@ -84,9 +85,10 @@ class Runtime:
         except (SpoolError, StartupError) as e:
             log.error("%s", e)
             return EXIT_ERROR
-        if not any(i.listeners for i in self.instances):
+        if not any(i.listeners or i.forwards for i in self.instances):
             print(f"{program_name()}: nothing to do", file=sys.stderr)
             return EXIT_ERROR
+        self.quit_when_sent = all(i.quit_when_sent for i in self.instances)
         daemon = not p.flag("no-daemon")
         readiness = Readiness() if daemon else None
         if readiness is not None:
@@ -109,6 +111,9 @@ class Runtime:
             if readiness is not None:
                 readiness.ready(False)
             return EXIT_ERROR
+        if self.quit_when_sent and not any(i.spool.ready() for i in self.instances):
+            print(f"{program_name()}: no messages to send", file=sys.stderr)
+            return EXIT_OK
         if p.flag("close-stderr") and not p.value("log-file"):
             logsetup.close_stderr()
         try:
@@ -136,9 +141,27 @@ class Runtime:
             return EXIT_ERROR
         if readiness is not None:
             readiness.ready(True)
+        for instance in self.instances:
+            instance.start_forwarding()
+        if self.quit_when_sent:
+            return await self._forward_and_quit()
         await self.stopping.wait()
         await self._shutdown()
         return self.exit_code
+
+    async def _forward_and_quit(self) -> int:
+        """--as-client: one forwarding run; exit 0 only if nothing is left to send."""
+        assert self.stopping is not None
+        runs = asyncio.gather(*(i.forwarder.run_once() for i in self.instances
+                                if i.forwarder is not None))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({runs, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not runs.done():
+            runs.cancel()
+            await asyncio.gather(runs, return_exceptions=True)
+            return EXIT_ERROR
+        stop.cancel()
+        return EXIT_OK if all(report.complete for report in runs.result()) else EXIT_ERROR
 
     def _request_stop(self, sig: signal.Signals) -> None:
         self._stop(f"received signal {sig.name}")
@@ -188,6 +211,8 @@ class Runtime:
         """
         for instance in self.instances:
             instance.stop_listening()
+        for instance in self.instances:
+            await instance.stop_forwarding()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(self.cl.process.int("shutdown-grace") or 0)
         while True:

@@ -10,6 +10,7 @@ from emailrelay.options.help import help_text, version_text
 from emailrelay.options.parser import CommandLine, UsageError, parse
 from emailrelay.options.validate import validate
 from emailrelay.process.daemon import program_name
+from emailrelay.uci import instances as uci
 
 
 def usage_error(error: UsageError) -> int:
@@ -38,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(version_text(p.flag("verbose")))
         return 0
     try:
+        if p.flag("print-command-line"):
+            sys.stdout.write(uci.command_lines(cl))
+            return 0
+        if p.has("uci"):
+            cl = uci.instances(cl)
         warnings = validate(cl)
     except UsageError as e:
         return usage_error(e)

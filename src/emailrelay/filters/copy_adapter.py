@@ -10,11 +10,10 @@ returning an exit code, read here with the usual exit-code table.  Options
 from __future__ import annotations
 
 import asyncio
-import importlib
 
 from emailrelay.filters.base import FilterConfig, FilterJob
+from emailrelay.filters.copy import copy_message
 from emailrelay.filters.result import FilterResult, Verdict, failure, from_exit_code
-from emailrelay.filters.spec import COPY_MODULE
 
 
 class CopyFilter:
@@ -25,11 +24,10 @@ class CopyFilter:
         self.pop = bool(words & {"p", "pop"})
         self.hardlink = bool(words & {"h", "hardlink"})
         self.nodelete = bool(words & {"n", "nodelete", "no_delete"})
-        self._copy_message = importlib.import_module(COPY_MODULE).copy_message
 
     async def run(self, job: FilterJob) -> FilterResult:
         code = await asyncio.to_thread(
-            self._copy_message, self.config.spool.directory, job.content, job.envelope,
+            copy_message, self.config.spool.directory, job.content, job.envelope,
             nodelete=self.nodelete, pop=self.pop, hardlink=self.hardlink)
         verdict, special = from_exit_code(int(code), self.config.kind)
         if verdict is Verdict.FAIL:

@@ -21,7 +21,6 @@ chain (E-MailRelay's form); all of them run in order.  An item is one of:
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ from emailrelay.process.child import program_path, program_warnings
 from emailrelay.util.printable import printable
 
 NUMBER_LIMIT = (2**32 - 1) // 1000
-COPY_MODULE = "emailrelay.filters.copy"
 
 
 class SpecError(ValueError):
@@ -75,8 +73,6 @@ def parse_one(text: str) -> FilterSpec:
             parse_endpoint(value)
         except ValueError as e:
             raise SpecError(str(e)) from None
-    elif kind == "copy" and importlib.util.find_spec(COPY_MODULE) is None:
-        raise SpecError("the copy: filter is not available yet")
     elif kind == "file":
         try:
             value = program_path(value)

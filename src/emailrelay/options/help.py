@@ -9,9 +9,9 @@ from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.options.table import AREA_TITLES, OPTIONS, Arity, Option
 
 USAGE = "usage: emailrelay [<option> [<option> ...]] [<config-file>]"
-LICENSE = ("License GPLv3+: GNU GPL version 3 or later <http://gnu.org/licenses/gpl.html>",
-           "This is free software: you are free to change and redistribute it.",
-           "There is NO WARRANTY, to the extent permitted by law.")
+WARRANTY = ("This program comes with ABSOLUTELY NO WARRANTY.",
+            "This is free software, and you are welcome to redistribute it under the",
+            "terms of the GNU General Public License, version 3 or later.")
 
 
 def _signature(opt: Option) -> str:
@@ -25,7 +25,7 @@ def _signature(opt: Option) -> str:
     return f"  {short}--{opt.name}{arg}"
 
 
-def _entry(opt: Option, width: int = 38) -> str:
+def option_entry(opt: Option, width: int = 38) -> str:
     text = opt.help
     if opt.default is not None and "default" not in text:
         text += f" (default: {opt.default})"
@@ -38,25 +38,31 @@ def _entry(opt: Option, width: int = 38) -> str:
 def help_text(verbose: bool) -> str:
     out = [USAGE, ""]
     if not verbose:
-        out += [_entry(o) for o in OPTIONS if "basic" in o.areas]
+        out += [option_entry(o) for o in OPTIONS if "basic" in o.areas]
         out += ["", 'For complete usage information run "emailrelay --help --verbose"']
         return "\n".join(out) + "\n"
     for area, title in AREA_TITLES.items():
         members = [o for o in OPTIONS if o.areas[0] == area]
         if not members:
             continue
-        out += [f"{title}:"] + [_entry(o) for o in members] + [""]
+        out += [f"{title}:"] + [option_entry(o) for o in members] + [""]
     return "\n".join(out)
 
 
+def tls_library_id() -> str:
+    """``openssl-3.0.15`` from Python's ssl module, as E-MailRelay names its library."""
+    name, _, rest = ssl.OPENSSL_VERSION.partition(" ")
+    return f"{name.lower()}-{rest.split()[0]}" if rest else name.lower()
+
+
 def version_text(verbose: bool) -> str:
-    lines = [f"E-MailRelay V{COMPATIBLE_WITH} (emailrelay for Python {__version__})"]
+    """E-MailRelay's first line (scripts parse it), then our own identification."""
+    lines = [f"E-MailRelay V{COMPATIBLE_WITH}", "",
+             f"emailrelay for Python {__version__}, compatible with E-MailRelay "
+             f"{COMPATIBLE_WITH}", ""]
     if verbose:
-        lines += [
-            "",
-            f"TLS library: {ssl.OPENSSL_VERSION} (Python ssl module)",
-            "Threading: asyncio event loop with a thread pool for disk synchronisation",
-            "Unix domain sockets: enabled",
-        ]
-    lines += ["", *LICENSE]
+        lines += ["Multi-threading: enabled", "", "Unix domain sockets: enabled", "",
+                  "POP server: enabled", "", "Admin server: enabled", "",
+                  f"TLS library: {tls_library_id()}", ""]
+    lines += [f"TLS: {ssl.OPENSSL_VERSION}, through Python's ssl module", "", *WARRANTY]
     return "\n".join(lines) + "\n"

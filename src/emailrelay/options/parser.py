@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +113,13 @@ def app_dir() -> str:
     return str(Path(sys.argv[0]).resolve().parent) if sys.argv and sys.argv[0] else os.getcwd()
 
 
-def tokenize(argv: Sequence[str]) -> tuple[list[RawOption], list[str]]:
-    """Split argv into option occurrences and non-option arguments."""
+def tokenize(argv: Sequence[str], by_name: Mapping[str, Option] = BY_NAME,
+             by_short: Mapping[str, Option] = BY_SHORT) -> tuple[list[RawOption], list[str]]:
+    """Split argv into option occurrences and non-option arguments.
+
+    Another program's option table (``emailrelay-submit``) can be given instead of the
+    relay's; instance prefixes apply to the relay's table only.
+    """
     raw: list[RawOption] = []
     positional: list[str] = []
     i = 0
@@ -128,7 +133,7 @@ def tokenize(argv: Sequence[str]) -> tuple[list[RawOption], list[str]]:
         if arg.startswith("--") and len(arg) > 2:
             body = arg[2:]
             name, eq, value = body.partition("=")
-            opt = _lookup(name)
+            opt = _lookup(name) if by_name is BY_NAME else by_name.get(name)
             if eq:
                 raw.append(RawOption(name, value, src))
             elif opt is not None and opt.takes_value:
@@ -143,7 +148,7 @@ def tokenize(argv: Sequence[str]) -> tuple[list[RawOption], list[str]]:
             j = 0
             while j < len(letters):
                 letter = letters[j]
-                opt = BY_SHORT.get(letter)
+                opt = by_short.get(letter)
                 if opt is None:
                     raise UsageError(f'invalid option: "-{letter}"', parse_error=True)
                 j += 1
@@ -299,8 +304,8 @@ def _expand_implied(s: Settings) -> None:
             continue
         for name, value in implied:
             if name in s.given and value == "$":
-                raise UsageError(f"conflicting options: {s.describe(shorthand)} and "
-                                 f"{s.describe(name)}")
+                raise UsageError(f"{s.describe(name)} cannot be used with --as-client or "
+                                 "--as-proxy")
             if value == "$":
                 s.given[name] = str(s.given[shorthand])
             elif name not in s.given:

@@ -72,27 +72,24 @@ OPTIONS: tuple[Option, ...] = (
        "Adjust the SMTP client with a comma-separated list of features, such as "
        "-pipelining, smtputf8strict, eightbitstrict and binarymimestrict."),
     _o("forward", "f", F, "", "smtpclient",
-       "Forward the spooled messages once at start-up.", pending="forwarding"),
+       "Forward the spooled messages once at start-up."),
     _o("forward-on-disconnect", "1", F, "", "smtpclient",
-       "Forward the spooled messages each time an SMTP client disconnects.",
-       pending="forwarding"),
+       "Forward the spooled messages each time an SMTP client disconnects."),
     _o("forward-to", "o", ONE, "host:port", "smtpclient",
-       "The address of the SMTP server (smarthost) that messages are forwarded to.",
-       pending="forwarding"),
+       "The address of the SMTP server (smarthost) that messages are forwarded to."),
     _o("forward-to-some", None, F, "", "smtpclient",
        "Forward a message to the recipients the server accepts even when it rejects "
-       "others; the rejected ones stay in a failed message.", pending="forwarding"),
+       "others; the rejected ones stay in a failed message."),
     _o("forward-to-all", None, F, "", "smtpclient",
-       "Fail a message unless the server accepts every recipient (the default).",
-       pending="forwarding"),
+       "Fail a message unless the server accepts every recipient (the default)."),
     _o("poll", "O", ONE, "period", "smtpclient",
-       "Forward the spooled messages every given number of seconds.", pending="forwarding"),
+       "Forward the spooled messages every given number of seconds."),
     _o("client-filter", "Y", MANY, "program", "smtpclient,filter",
        "Run a filter program (or net:, spam:, spam-edit:, exit: or a built-in filter) on "
        "each message just before it is forwarded."),
     _o("client-interface", "6", ONE, "ip-address", "smtpclient",
        "The local address to bind for outgoing connections; 0.0.0.0 or :: restricts "
-       "forwarding to IPv4 or IPv6.", pending="forwarding"),
+       "forwarding to IPv4 or IPv6."),
     _o("connection-timeout", "U", ONE, "time", "smtpclient",
        "Seconds allowed for connecting to the remote server.", default="40"),
     _o("idle-timeout", None, ONE, "time", "smtpclient",
@@ -103,8 +100,7 @@ OPTIONS: tuple[Option, ...] = (
        "Seconds to wait for the remote server's greeting before going ahead without it.",
        default="20"),
     _o("immediate", "m", F, "", "smtpclient,smtpserver",
-       "Forward each message as it is received, before it is acknowledged.",
-       pending="forwarding"),
+       "Forward each message as it is received, before it is acknowledged."),
     # -- SMTP server -------------------------------------------------------------------------
     _o("port", "p", ONE, "port", "smtpserver",
        "The port that the SMTP server listens on.", default="25"),
@@ -140,16 +136,16 @@ OPTIONS: tuple[Option, ...] = (
        "The largest message accepted over SMTP, in bytes (0 means no limit)."),
     # -- POP ---------------------------------------------------------------------------------
     _o("pop", "B", F, "", "pop,smtpserver",
-       "Run the POP3 server, giving mail readers access to the spooled messages.",
-       pending="pop"),
+       "Run the POP3 server, giving mail readers access to the spooled messages."),
     _o("pop-port", "E", ONE, "port", "pop,smtpserver",
-       "The port that the POP3 server listens on.", default="110", pending="pop"),
+       "The port that the POP3 server listens on.", default="110"),
     _o("pop-auth", "F", ONE, "file", "auth,pop,smtpserver",
-       "The secrets file with the POP3 accounts (server lines).", pending="pop"),
+       "The secrets file with the POP3 accounts (server lines)."),
     _o("pop-no-delete", "G", F, "", "pop,smtpserver",
-       "Let POP3 DELE appear to succeed without deleting anything.", pending="pop"),
+       "Let POP3 DELE appear to succeed without deleting anything."),
     _o("pop-by-name", "J", F, "", "pop,smtpserver",
-       "Serve each POP3 user the spool subdirectory with their user name.", pending="pop"),
+       "Serve each POP3 user the spool subdirectory named after them (created for each "
+       "account)."),
     # -- admin -------------------------------------------------------------------------------
     _o("admin", "a", ONE, "port", "admin",
        "Run the administration interface on the given port."),
@@ -244,6 +240,27 @@ OPTIONS: tuple[Option, ...] = (
     _o("no-syslog", "n", F, "", "logging", "Do not log to syslog.", process_wide=True),
     _o("close-stderr", "e", F, "", "logging,process",
        "Close standard error soon after start-up.", process_wide=True),
+    # -- ours: forwarding ----------------------------------------------------------------------
+    _o("forward-connections", None, ONE, "count", "smtpclient",
+       "The most connections opened in parallel to one smarthost (default 2).",
+       default="2", extension=True),
+    _o("retry-delay", None, ONE, "time", "smtpclient",
+       "Seconds before a message that failed temporarily is tried again; the delay "
+       "doubles with each failure (default 60).", default="60", extension=True),
+    _o("retry-max-delay", None, ONE, "time", "smtpclient",
+       "The longest delay between retries, in seconds (default 3600).", default="3600",
+       extension=True),
+    _o("retry-max-age", None, ONE, "time", "smtpclient",
+       "Seconds after which a message that still cannot be forwarded is failed (.bad); "
+       "0, the default, keeps trying for ever.", default="0", extension=True),
+    # -- ours: OpenWrt --------------------------------------------------------------------------
+    _o("uci", None, ONE, "file", "process",
+       "Run every enabled section of an OpenWrt UCI file (/etc/config/emailrelay) as an "
+       "instance of this process; only process-wide options may be added.",
+       process_wide=True, extension=True),
+    _o("print-command-line", None, F, "", "process",
+       "With --uci: print the E-MailRelay command line each section means, then exit.",
+       process_wide=True, extension=True),
     # -- ours: connection policy, operations -----------------------------------------------
     _o("max-connections", None, ONE, "count", "smtpserver",
        "The most SMTP (and POP) connections served at once; more get a 421 reply "
@@ -292,3 +309,68 @@ AREA_TITLES: dict[str, str] = {
     "process": "Process options",
     "logging": "Logging options",
 }
+
+
+@dataclass(frozen=True)
+class UciOption:
+    """An option of OpenWrt's ``/etc/config/emailrelay`` and the option above it sets.
+
+    The value type follows that option's arity: a flag (or an optional value) is a UCI
+    boolean, a repeatable option a UCI list, anything else one value; ``kind`` overrides
+    it where OpenWrt differs.  Entries without ``option`` (``enabled``, ``mode``,
+    ``smarthost``, ``extra_cmdline``) are read by :mod:`emailrelay.uci.mapping` itself.
+    """
+
+    name: str
+    option: str | None = None
+    kind: str | None = None  # "bool", "single" or "list"
+    prefix: str = ""  # put before each value, as in --interface smtp=<value>
+
+    @property
+    def type(self) -> str:
+        if self.kind is not None:
+            return self.kind
+        assert self.option is not None
+        arity = BY_NAME[self.option].arity
+        return {F: "bool", O1: "bool", MANY: "list"}.get(arity, "single")
+
+
+# Every option in OpenWrt's option table, in the order its init script turns them into
+# arguments: the lists first, then --as-<mode> and the smarthost, then the rest.
+UCI_OPTIONS: tuple[UciOption, ...] = (
+    UciOption("enabled", kind="bool"),
+    UciOption("mode", kind="single"),
+    UciOption("smarthost", kind="single"),
+    UciOption("extra_cmdline", kind="single"),
+    UciOption("dnsbl", "dnsbl"),
+    UciOption("filter", "filter"),
+    UciOption("smtp_server_interface", "interface", prefix="smtp="),
+    UciOption("client_filter", "client-filter"),
+    UciOption("pop_server_interface", "interface", prefix="pop="),
+    UciOption("port", "port"),
+    UciOption("remote_clients", "remote-clients"),
+    UciOption("server_tls", "server-tls"),
+    UciOption("server_tls_required", "server-tls-required"),
+    UciOption("server_tls_key", "server-tls-certificate", kind="single"),  # key file first
+    UciOption("server_tls_certificate", "server-tls-certificate", kind="single"),
+    UciOption("server_tls_verify", "server-tls-verify"),
+    UciOption("server_auth", "server-auth"),
+    UciOption("client_tls", "client-tls"),
+    UciOption("client_tls_required", "client-tls-required"),
+    UciOption("client_tls_key", "client-tls-certificate", kind="single"),
+    UciOption("client_tls_certificate", "client-tls-certificate", kind="single"),
+    UciOption("client_tls_verify", "client-tls-verify"),
+    UciOption("client_auth", "client-auth"),
+    UciOption("smtp_client_interface", "client-interface"),
+    UciOption("address_verifier", "address-verifier"),
+    UciOption("domain", "domain"),
+    UciOption("anonymous", "anonymous"),
+    UciOption("pop", "pop"),
+    UciOption("pop_port", "pop-port"),
+    UciOption("pop_auth", "pop-auth"),
+    UciOption("pop_by_name", "pop-by-name"),
+    UciOption("spool_dir", "spool-dir"),
+    UciOption("delivery_dir", "delivery-dir"),
+)
+
+UCI_BY_NAME: dict[str, UciOption] = {u.name: u for u in UCI_OPTIONS}

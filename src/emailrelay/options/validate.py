@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Callable
 
 from emailrelay.filters.spec import parse_chain
+from emailrelay.forward.address import AddressError, parse_forward_address
 from emailrelay.options.parser import CommandLine, Settings, UsageError
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.options.table import BY_NAME
@@ -70,6 +71,10 @@ VALUE_CHECKS: dict[str, Callable[[str], None]] = {
     "prompt-timeout": _seconds,
     "filter-timeout": _seconds,
     "poll": _seconds,
+    "forward-connections": _integer(1, 100),
+    "retry-delay": _seconds,
+    "retry-max-delay": _seconds,
+    "retry-max-age": _seconds,
     "size": _integer(0),
     "max-connections": _integer(0),
     "max-client-connections": _integer(0),
@@ -90,8 +95,10 @@ def validate(cl: CommandLine) -> list[str]:
     for s in cl.instances:
         _check_values(s)
         _check_conflicts(s)
+        _check_pop(s)
         warnings.extend(_pending_and_ignored(s))
         warnings.extend(_check_filters(s))
+        _check_forwarding(s)
         _check_policy(s)
     return warnings
 
@@ -112,6 +119,22 @@ def _check_conflicts(s: Settings) -> None:
     for a, b in CONFLICTS:
         if s.has(a) and s.has(b):
             raise UsageError(f"conflicting options: {s.describe(a)} and {s.describe(b)}")
+
+
+POP_OPTIONS = ("pop-port", "pop-auth", "pop-by-name", "pop-no-delete")
+
+
+def _check_pop(s: Settings) -> None:
+    """E-MailRelay's semantic checks on the POP options, in its order and words."""
+    if not s.has("pop"):
+        if any(s.has(name) for name in POP_OPTIONS):
+            raise UsageError(f"pop options require {s.describe('pop')}")
+        return
+    if not s.value("pop-auth"):
+        raise UsageError(f"the {s.describe('pop')} option requires {s.describe('pop-auth')}")
+    if s.has("dont-serve"):
+        raise UsageError(f"the {s.describe('pop')} option cannot be used with --as-client or "
+                         "--dont-serve")
 
 
 def _check_filters(s: Settings) -> list[str]:
@@ -146,6 +169,33 @@ def _pending_and_ignored(s: Settings) -> list[str]:
         if opt.ignored:
             warnings.append(f"{s.describe(name)} is ignored: {opt.ignored}")
     return warnings
+
+
+SERVER_ONLY = ("filter", "port", "server-auth", "pop", "admin")
+
+
+def _check_forwarding(s: Settings) -> None:
+    """E-MailRelay's semantic checks on the forwarding options, with its wording."""
+    d = s.describe
+    if s.has("poll") and s.int("poll") == 0:
+        raise UsageError(f"invalid {d('poll')} period: try {d('forward-on-disconnect')}")
+    has_forward_to = s.has("forward-to")
+    for name in ("forward", "forward-on-disconnect", "client-filter"):
+        if s.has(name) and not has_forward_to:
+            raise UsageError(f"{d(name)} requires {d('forward-to')}")
+    if s.flag("dont-serve"):
+        for name in SERVER_ONLY:
+            if s.has(name):
+                raise UsageError(f"the {d(name)} option cannot be used with --as-client or "
+                                 f"{d('dont-serve')}")
+    if has_forward_to:
+        try:
+            address = parse_forward_address(s.value("forward-to") or "")
+        except AddressError as e:
+            raise UsageError(f"invalid {d('forward-to')} address: {e}") from None
+        if address.unix and s.has("client-interface"):
+            raise UsageError(f"the {d('client-interface')} option cannot be used with a "
+                             "unix-domain forwarding address")
 
 
 def _check_policy(s: Settings) -> None:

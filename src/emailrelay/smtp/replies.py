@@ -89,6 +89,11 @@ def filter_failure(response: str, code: int | None) -> str:
     return f"{code if code is not None and 400 <= code < 600 else 452} {text}"
 
 
+def forwarding_failed(reason: str) -> str:
+    """--immediate: the smarthost refused the message for good."""
+    return f"554 forwarding failed: {' '.join(reason.split())}"[:500]
+
+
 def ehlo(domain: str, anonymous: bool, extensions: list[str]) -> list[str]:
     first = "smtp says hello" if anonymous else f"{domain} says hello"
     lines = [first, *extensions]

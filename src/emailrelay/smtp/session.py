@@ -59,6 +59,9 @@ class SmtpContext:
     # for the client (the default accepts everything).  Filters plug in here.
     before_publish: Callable[[StoredInfo], Awaitable[tuple[bool, str]]] | None = None
     on_stored: Callable[[StoredInfo], None] | None = None
+    # Called once the message is safely stored, before the client's reply: returns a
+    # different reply, or None for the usual one (--immediate forwarding plugs in here).
+    after_store: Callable[[StoredInfo], Awaitable[str | None]] | None = None
     on_disconnect: Callable[[], None] | None = None
     # --address-verifier: consulted for RCPT and VRFY (ServerConfig.verify_recipients).
     verifier: Verifier | None = None
@@ -293,4 +296,6 @@ class SmtpSession:
                  (time.monotonic() - started) * 1000)
         if ctx.on_stored is not None:
             ctx.on_stored(info)
+        if ctx.after_store is not None:
+            return await ctx.after_store(info) or replies.MESSAGE_PROCESSED
         return replies.MESSAGE_PROCESSED

@@ -16,6 +16,8 @@ PREFIX = "X-MailRelay-"
 FORMAT = "#2821.8"
 KNOWN_FORMATS = ("#2821.3", "#2821.4", "#2821.5", "#2821.6", "#2821.7", "#2821.8")
 BODY_TYPES = ("7bit", "8bit", "binarymime", "unknown")
+RETRY_COUNT = "RetryCount"  # extension: temporary failures so far
+RETRY_AFTER = "RetryAfter"  # extension: epoch seconds of the next attempt
 
 # The keys each format has between Client and End, in order.
 _TAIL_KEYS: dict[str, tuple[str, ...]] = {
@@ -89,6 +91,31 @@ class Envelope:
             if sep and k == PREFIX + key:
                 found = v.strip()
         return found
+
+    def set_extra_value(self, key: str, value: str | None) -> None:
+        """Replace every ``X-MailRelay-<key>`` extra line with one (or none if None)."""
+        name = PREFIX + key
+        self.extra = [line for line in self.extra if line.partition(":")[0] != name]
+        if value is not None:
+            self.extra.append(f"{name}: {value}")
+
+    # Retry state of the forwarding agent, kept after the end line where E-MailRelay
+    # (which stops reading at the end line) ignores it.
+
+    @property
+    def retry_count(self) -> int:
+        value = self.extra_value(RETRY_COUNT)
+        return int(value) if value and value.isdigit() else 0
+
+    @property
+    def retry_after(self) -> float:
+        """Epoch seconds before which the message should not be tried again (0: now)."""
+        value = self.extra_value(RETRY_AFTER)
+        return float(value) if value and value.isdigit() else 0.0
+
+    def set_retry(self, count: int, after: float) -> None:
+        self.set_extra_value(RETRY_COUNT, str(count) if count else None)
+        self.set_extra_value(RETRY_AFTER, str(int(after)) if count else None)
 
 
 def _fold(text: str) -> str:

@@ -50,6 +50,7 @@ TMP = ".tmp"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 ORPHAN_AGE = 3600.0  # seconds before an unexplained content file is set aside
+NAME_MAX = 255  # bytes in a directory name
 
 _sequence = itertools.count(1)
 _maildir_sequence = itertools.count(0)
@@ -57,6 +58,10 @@ _maildir_sequence = itertools.count(0)
 
 class SpoolError(Exception):
     """The spool directory cannot be used."""
+
+
+class MailboxNameError(ValueError):
+    """A name that cannot be a spool subdirectory (it could escape the spool)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -94,6 +99,33 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def valid_mailbox_name(name: str) -> bool:
+    """True for a name that is safe as one spool subdirectory: printable, no ``/``,
+    no ``..``, not a dot-file and not too long."""
+    return (bool(name) and name.isprintable() and "/" not in name and ".." not in name
+            and not name.startswith(".")
+            and len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX)
+
+
+def _claim_ready(path: Path) -> int | None:
+    """Open and ``flock`` a ready envelope: None if it is gone or another process has it.
+
+    Forwarders take the same ``flock`` before renaming an envelope to ``.busy``, so
+    while the descriptor is open nobody can start forwarding (or delete) the message.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if _try_flock(fd) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            return fd
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    return None
 
 
 def is_tmpfs(path: Path) -> bool:
@@ -142,6 +174,9 @@ class NewMessage:
         _try_flock(self._envelope_fd)
         try:
             self._content_fd = os.open(self.content_path, flags, FILE_MODE)
+            if self.spool.owner is not None:
+                for fd in (self._envelope_fd, self._content_fd):
+                    os.fchown(fd, *self.spool.owner)
         except BaseException:
             self.abort()
             raise
@@ -226,7 +261,8 @@ class NewMessage:
         """Publish what a filter left behind (E-MailRelay's "abandon"), without errors.
 
         A filter that abandons a message may have removed one or both files: a message
-        missing either file is tidied away and False is returned.  Blocking (fsyncs):
+        missing either file is tidied away and False is returned.  The content stays if
+        an envelope in a mailbox still needs it (``copy:pop``).  Blocking (fsyncs):
         call it off the event loop.
         """
         envelope = self.new_envelope_path
@@ -238,7 +274,10 @@ class NewMessage:
                 return True
             except OSError as e:
                 log.warning("cannot keep the abandoned message \"%s\": %s", self.id, e.strerror)
-        self.abort()
+        self._close_files()
+        self._finished = True
+        envelope.unlink(missing_ok=True)
+        self.spool.remove_content_if_unreferenced(self.id)
         return False
 
     def fail(self, reason: str, code: str | int = "") -> bool:
@@ -308,8 +347,14 @@ class StoredMessage:
         self._close()
         self.spool.remove_content_if_unreferenced(self.id)
 
-    def release(self) -> None:
-        """Give the message back for a later attempt."""
+    def release(self, envelope: Envelope | None = None) -> None:
+        """Give the message back for a later attempt, with an updated envelope if given."""
+        if envelope is not None:
+            try:
+                self.rewrite(envelope)
+            except OSError as e:
+                log.warning("cannot update envelope file \"%s\": %s", self.envelope_path,
+                            e.strerror)
         try:
             os.rename(self.envelope_path, self.spool.envelope_path(self.id))
         finally:
@@ -319,7 +364,9 @@ class StoredMessage:
         """Mark the message failed (``.bad``) with E-MailRelay's reason fields."""
         try:
             _append_reason(self.envelope_path, reason, code)
-            os.rename(self.envelope_path, self.spool.envelope_path(self.id, BAD))
+            bad = self.spool.envelope_path(self.id, BAD)
+            os.rename(self.envelope_path, bad)
+            log.info("failing envelope [%s] -> [%s]", self.envelope_path.name, bad.name)
         finally:
             self._close()
 
@@ -423,12 +470,14 @@ def is_maildir(directory: Path) -> bool:
 
 
 def deliver_to_mailbox(mailbox: Path, message_id: str, content: Path, envelope: Path, *,
-                       hardlink: bool = False) -> str:
+                       hardlink: bool = False, envelope_only: bool = False) -> str:
     """Put a copy of a message into a mailbox directory; returns the new file's name.
 
     A maildir (one with ``tmp``, ``cur`` and ``new``) gets the content only, written in
     ``tmp`` and moved to ``new``; any other directory gets ``<id>.content`` and
-    ``<id>.envelope`` (a directory that the POP3 server can serve).  Blocking.
+    ``<id>.envelope`` (a directory that the POP3 server can serve), or with
+    ``envelope_only`` just the envelope (``--pop-by-name`` then serves the main spool's
+    content).  Blocking.
     """
     if is_maildir(mailbox):
         name = maildir_name()
@@ -439,6 +488,10 @@ def deliver_to_mailbox(mailbox: Path, message_id: str, content: Path, envelope: 
         return f"new/{name}"
     target_content = mailbox / (message_id + CONTENT)
     target_envelope = mailbox / (message_id + ENVELOPE)
+    if envelope_only:
+        _copy_or_link(envelope, target_envelope, hardlink=False)
+        fsync_directory(str(mailbox))
+        return target_envelope.name
     _copy_or_link(content, target_content, hardlink=hardlink)
     try:
         _copy_or_link(envelope, target_envelope, hardlink=False)
@@ -456,9 +509,149 @@ class SpoolEntry:
     path: Path
 
 
+@dataclass(frozen=True)
+class MaildropMessage:
+    """A ready message as a POP3 session lists it."""
+
+    id: str
+    content_path: Path
+    in_parent: bool  # --pop-by-name: the content is the main spool directory's
+
+    @property
+    def uidl(self) -> str:
+        """The content file's name, E-MailRelay's POP3 unique id (stable across restarts)."""
+        return self.id + CONTENT
+
+
+class OpenedMessage:
+    """A message's content, readable while its envelope's ``flock`` keeps forwarders away."""
+
+    def __init__(self, envelope_fd: int, content: BinaryIO) -> None:
+        self._envelope_fd: int | None = envelope_fd
+        self.file = content
+
+    def close(self) -> None:
+        self.file.close()
+        if self._envelope_fd is not None:
+            os.close(self._envelope_fd)
+            self._envelope_fd = None
+
+    def __enter__(self) -> OpenedMessage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Maildrop:
+    """The ready messages of one directory (the spool or a ``--pop-by-name`` subdirectory).
+
+    :meth:`lock` gives one session at a time the maildrop (an ``flock`` on the
+    directory).  Envelopes in any state but ready (``.new``, ``.busy``, ``.bad``) are
+    never listed, opened or deleted.
+    """
+
+    def __init__(self, spool: Spool, directory: Path) -> None:
+        self.spool = spool
+        self.directory = directory
+        self._lock_fd: int | None = None
+
+    @property
+    def by_name(self) -> bool:
+        return self.directory != self.spool.directory
+
+    def _envelope(self, message_id: str, state: str = "") -> Path:
+        return self.directory / (message_id + ENVELOPE + state)
+
+    def lock(self) -> bool:
+        """Take the maildrop for this session; False if another session has it."""
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not _try_flock(fd):
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def messages(self) -> list[MaildropMessage]:
+        """Ready messages whose content exists, oldest first."""
+        found = []
+        for name in os.listdir(self.directory):
+            parsed = Spool.parse_name(name)
+            if parsed is None or parsed[1] != "":
+                continue
+            message_id = parsed[0]
+            content = self.directory / (message_id + CONTENT)
+            in_parent = False
+            if self.by_name and not content.exists():
+                content, in_parent = self.spool.content_path(message_id), True
+            if content.is_file():
+                found.append(MaildropMessage(message_id, content, in_parent))
+        return sorted(found, key=lambda m: _age_key(m.id))
+
+    def open(self, message: MaildropMessage) -> OpenedMessage | None:
+        """The content to send; None if the message is gone or being forwarded."""
+        fd = _claim_ready(self._envelope(message.id))
+        if fd is None:
+            return None
+        try:
+            return OpenedMessage(fd, open(message.content_path, "rb"))
+        except OSError:
+            os.close(fd)
+            return None
+
+    def delete(self, messages: list[MaildropMessage]) -> list[MaildropMessage]:
+        """Remove messages; returns those that could not be removed (busy or failing).
+
+        A content file is removed with the last envelope that refers to it.
+        """
+        failed = []
+        for message in messages:
+            try:
+                if not self._delete(message):
+                    failed.append(message)
+            except OSError as e:
+                log.error("cannot delete \"%s\": %s", self._envelope(message.id), e.strerror)
+                failed.append(message)
+        fsync_directory(str(self.directory))
+        if self.by_name:
+            fsync_directory(str(self.spool.directory))
+        return failed
+
+    def _delete(self, message: MaildropMessage) -> bool:
+        path = self._envelope(message.id)
+        fd = _claim_ready(path)
+        if fd is None:  # gone already is fine; busy, failed or new is not
+            return not any(self._envelope(message.id, s).exists() for s in ("", NEW, BUSY, BAD))
+        try:
+            path.unlink()
+        finally:
+            os.close(fd)
+        if self.by_name and not message.in_parent:
+            message.content_path.unlink(missing_ok=True)
+        else:
+            self.spool.remove_content_if_unreferenced(message.id)
+        return True
+
+
+def _age_key(message_id: str) -> tuple[int, int, int, str]:
+    """Sort ``emailrelay.<pid>.<time>.<seq>`` by time, then pid and sequence number."""
+    parts = message_id.split(".")
+    try:
+        return int(parts[2]), int(parts[1]), int(parts[3]), message_id
+    except (IndexError, ValueError):
+        return 0, 0, 0, message_id
+
+
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
         self.directory = Path(directory)
+        # (uid, gid) for new files, for a root program filling another user's spool.
+        self.owner: tuple[int, int] | None = None
         self._prepare(create)
 
     def _prepare(self, create: bool) -> None:
@@ -469,6 +662,8 @@ class Spool:
             except OSError as e:
                 raise SpoolError(f"cannot create spool directory \"{self.directory}\": "
                                  f"{e.strerror}") from None
+        if not self.directory.exists():
+            raise SpoolError(f"spool directory \"{self.directory}\" does not exist")
         if not self.directory.is_dir():
             raise SpoolError(f"spool directory \"{self.directory}\" is not a directory")
         if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
@@ -495,6 +690,14 @@ class Spool:
             return None
         return stem, state
 
+    @staticmethod
+    def parse_content_name(name: str) -> str | None:
+        """``emailrelay.1.2.3.content`` -> ``emailrelay.1.2.3``."""
+        if name.startswith(PREFIX) and name.endswith(CONTENT) and len(name) > len(
+                PREFIX + CONTENT):
+            return name[: -len(CONTENT)]
+        return None
+
     # -- writing ----------------------------------------------------------------------------
 
     def new_message(self, envelope: Envelope) -> NewMessage:
@@ -517,6 +720,31 @@ class Spool:
                 return message_id
             except FileExistsError:
                 continue
+
+    def copy_to_subdirectories(self, message_id: str, envelope: Envelope) -> bool:
+        """Give a ready message to every subdirectory (a mailbox each, as ``--pop-by-name``
+        reads them) by copying its envelope there; the content stays here.
+
+        When every copy is made the original envelope is removed, so the message is not
+        also forwarded.  Returns True in that case.
+        """
+        name = message_id + ENVELOPE
+        mailboxes = self.subdirectories()
+        copied = 0
+        for mailbox in mailboxes:
+            try:
+                write_envelope_file(mailbox / name, envelope)
+                if self.owner is not None:
+                    os.chown(mailbox / name, *self.owner)
+                fsync_directory(str(mailbox))
+                copied += 1
+            except OSError as e:
+                log.warning("cannot copy \"%s\" into \"%s\": %s", name, mailbox, e.strerror)
+        if not mailboxes or copied < len(mailboxes):
+            return False
+        self.envelope_path(message_id).unlink(missing_ok=True)  # unless a forwarder took it
+        fsync_directory(str(self.directory))
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -572,23 +800,75 @@ class Spool:
     def read_envelope(self, message_id: str, state: str = "") -> Envelope:
         return envelope_format.parse(self.envelope_path(message_id, state).read_bytes())
 
+    def peek(self, message_id: str) -> Envelope | None:
+        """Read a ready envelope without locking it (None if gone or unreadable)."""
+        try:
+            return self.read_envelope(message_id)
+        except (OSError, EnvelopeError):
+            return None
+
+    def arrival_time(self, message_id: str) -> float:
+        """When the message was stored: the time in its name, else its content's mtime."""
+        parts = message_id.split(".")
+        if len(parts) >= 4 and parts[2].isdigit():
+            return float(parts[2])
+        try:
+            return self.content_path(message_id).stat().st_mtime
+        except OSError:
+            return time.time()
+
     def remove_content_if_unreferenced(self, message_id: str) -> None:
-        """Delete the content unless an envelope here or in a mailbox still needs it."""
+        """Delete the content unless an envelope here or in a mailbox still needs it.
+
+        An envelope in a subdirectory needs it when the subdirectory has no content
+        file of its own (``--pop-by-name`` with envelope-only copies).
+        """
         for state in ("", NEW, BUSY, BAD):
             if self.envelope_path(message_id, state).exists():
                 return
         name = message_id + ENVELOPE
         for sub in self.subdirectories():
-            if any((sub / (name + s)).exists() for s in ("", NEW, BUSY, BAD)):
+            if any((sub / (name + s)).exists() for s in ("", NEW, BUSY, BAD)) and not (
+                    sub / (message_id + CONTENT)).exists():
                 return
         self.content_path(message_id).unlink(missing_ok=True)
 
     def subdirectories(self) -> list[Path]:
         try:
-            return sorted(p for p in self.directory.iterdir()
-                          if p.is_dir() and not p.name.startswith("."))
+            if os.stat(self.directory).st_nlink == 2:
+                return []  # no subdirectory links: skip listing a big spool (ext4, xfs...)
+            with os.scandir(self.directory) as entries:
+                return sorted(Path(e.path) for e in entries
+                              if not e.name.startswith(".") and e.is_dir())
         except OSError:
             return []
+
+    # -- mailboxes: subdirectories for --pop-by-name and the copy filter ---------------------
+
+    def mailbox(self, name: str) -> Path:
+        """The subdirectory called ``name``, created (private) if it does not exist."""
+        if not valid_mailbox_name(name):
+            raise MailboxNameError(f"invalid mailbox name {name!r}: it must be printable, "
+                                   "without \"/\" or \"..\", and not start with \".\"")
+        path = self.directory / name
+        if not path.is_dir():
+            try:
+                path.mkdir(mode=DIR_MODE)
+                log.info("created pop-by-name sub-directory [%s]", name)
+            except FileExistsError:
+                pass
+        return path
+
+    def maildrop(self, user: str | None = None) -> Maildrop:
+        """The whole spool, or with a user name that user's subdirectory (created)."""
+        return Maildrop(self, self.directory if user is None else self.mailbox(user))
+
+    def delete_message(self, message_id: str, state: str) -> None:
+        """Remove a message's envelope (in ``state``), and its content unless another
+        envelope still refers to it."""
+        self.envelope_path(message_id, state).unlink(missing_ok=True)
+        self.remove_content_if_unreferenced(message_id)
+        fsync_directory(str(self.directory))
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -1,0 +1,205 @@
+"""A scriptable SMTP server for fault injection (a thread per connection).
+
+The :class:`Script` says what to answer to each step, how long to wait before
+answering and where to drop the connection; change it between runs to make the
+server "recover".  Messages count as delivered only when the script answers 2xx to
+the end of the data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tests.support.relay import free_port
+
+
+@dataclass
+class Script:
+    greeting: str | None = "220 fake.example ESMTP"  # None: say nothing at all
+    ehlo: list[str] = field(default_factory=lambda: ["fake.example", "PIPELINING",
+                                                     "8BITMIME"])
+    mail: str = "250 2.1.0 ok"
+    rcpt: str = "250 2.1.5 ok"
+    rcpt_by_address: dict[str, str] = field(default_factory=dict)  # overrides rcpt
+    data: str = "354 go ahead"
+    end: str = "250 2.0.0 queued"
+    drop_in_data: bool = False  # close the connection half-way through the content
+    delay: dict[str, float] = field(default_factory=dict)  # step -> seconds before reply
+
+
+@dataclass
+class Received:
+    mail_from: str
+    recipients: list[str]
+    content: bytes  # dot-stuffing removed
+
+
+class FakeSmtpServer:
+    def __init__(self, script: Script | None = None, *, unix_path: str | None = None) -> None:
+        self.script = script or Script()
+        self.messages: list[Received] = []
+        self.connections = 0
+        self.commands: list[str] = []
+        self.pipelined: list[bool] = []  # per RCPT: did it arrive before MAIL's reply?
+        self.lock = threading.Lock()
+        self.unix_path = unix_path
+        self.port = 0 if unix_path else free_port()
+        owner = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                owner._serve(self.request)
+
+        if unix_path:
+            self.server: socketserver.BaseServer = socketserver.ThreadingUnixStreamServer(
+                unix_path, Handler)
+        else:
+            socketserver.ThreadingTCPServer.allow_reuse_address = True
+            self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return self.unix_path or f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeSmtpServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self.unix_path and os.path.exists(self.unix_path):
+            os.unlink(self.unix_path)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.02)
+        raise TimeoutError(f"{len(self.messages)} of {count} messages arrived")
+
+    # -- one connection ---------------------------------------------------------------------
+
+    def _serve(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+        script = self.script
+        conn = _Lines(sock)
+        try:
+            self._reply(conn, "greeting", script.greeting)
+            if script.greeting is None:
+                time.sleep(30)
+                return
+            mail_from, rcpts = "", []
+            while True:
+                line = conn.readline()
+                if line is None:
+                    return
+                verb = line.split(" ", 1)[0].upper()
+                with self.lock:
+                    self.commands.append(line)
+                if verb in ("EHLO", "HELO"):
+                    lines = script.ehlo if verb == "EHLO" else ["fake.example"]
+                    self._reply(conn, verb, "\r\n".join(
+                        f"250{'-' if i < len(lines) - 1 else ' '}{t}"
+                        for i, t in enumerate(lines)))
+                elif verb == "MAIL":
+                    mail_from, rcpts = line.split(":", 1)[1].split(">")[0].strip("<"), []
+                    self._reply(conn, "MAIL", script.mail)
+                elif verb == "RCPT":
+                    with self.lock:
+                        self.pipelined.append(conn.had_early_input)
+                    rcpt = line.split(":", 1)[1].split(">")[0].strip("<")
+                    reply = script.rcpt_by_address.get(rcpt, script.rcpt)
+                    if reply.startswith("2"):
+                        rcpts.append(rcpt)
+                    self._reply(conn, "RCPT", reply)
+                elif verb == "DATA":
+                    self._reply(conn, "DATA", script.data)
+                    if not script.data.startswith("354"):
+                        continue
+                    content = conn.read_data(drop_half_way=script.drop_in_data)
+                    if content is None:
+                        return
+                    self._reply(conn, "END", script.end)
+                    if script.end.startswith("2"):
+                        with self.lock:
+                            self.messages.append(Received(mail_from, rcpts, content))
+                elif verb == "QUIT":
+                    self._reply(conn, "QUIT", "221 bye")
+                    return
+                else:
+                    self._reply(conn, verb, "250 ok")
+        except OSError:
+            return
+        finally:
+            sock.close()
+
+    def _reply(self, conn: _Lines, step: str, text: str | None) -> None:
+        if text is None:
+            return
+        delay = self.script.delay.get(step, 0.0)
+        if step == "MAIL":
+            time.sleep(0.1)  # let pipelined RCPTs arrive, so that they can be seen early
+            conn.peek()
+        if delay:
+            time.sleep(delay)
+        conn.send(text + "\r\n")
+
+
+class _Lines:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.had_early_input = False
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def peek(self) -> None:
+        """Note whether more input is already waiting before we reply."""
+        self.sock.setblocking(False)
+        try:
+            self._fill()
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+        self.had_early_input = b"\r\n" in self.buffer
+
+    def readline(self) -> str | None:
+        while b"\r\n" not in self.buffer:
+            if not self._fill():
+                return None
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def read_data(self, drop_half_way: bool) -> bytes | None:
+        if drop_half_way:
+            self._fill()
+            return None
+        while True:
+            if self.buffer.startswith(b".\r\n"):
+                self.buffer = self.buffer[3:]
+                return b""
+            end = self.buffer.find(b"\r\n.\r\n")
+            if end >= 0:
+                raw, self.buffer = self.buffer[: end + 2], self.buffer[end + 5:]
+                raw = raw[1:] if raw.startswith(b".") else raw
+                return raw.replace(b"\r\n.", b"\r\n")
+            if not self._fill():
+                return None
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode())

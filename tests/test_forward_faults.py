@@ -1,0 +1,182 @@
+"""Forwarding against a scriptable fake server: each fault, the spool afterwards, the log
+line, and exactly-once delivery once the server recovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakesmtp import FakeSmtpServer, Script
+from tests.support.spooling import as_client, spool_message, spool_state
+
+CONTENT = b"Subject: test\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+FAULTS = [
+    # name, script changes, extra options, state, log text, reason code
+    ("greeting 421", {"greeting": "421 4.3.2 busy"}, [], "ready",
+     "smtp client error: service not available: 421 4.3.2 busy", None),
+    ("mail 451", {"mail": "451 4.3.0 try later"}, [], "ready",
+     "will retry in 60s: 4.3.0 try later", None),
+    ("mail 550", {"mail": "550 5.7.1 go away"}, [], "bad", "failed: 5.7.1 go away", "550"),
+    ("rcpt 451", {"rcpt": "451 4.2.0 later"}, [], "ready",
+     "will retry in 60s: one or more recipients rejected: <b@example.com> 451 4.2.0 later",
+     None),
+    ("rcpt 550", {"rcpt": "550 5.1.1 unknown"}, [], "bad",
+     "failed: one or more recipients rejected: <b@example.com> 550 5.1.1 unknown", "550"),
+    ("end of data 451", {"end": "451 4.3.0 disk full"}, [], "ready",
+     "will retry in 60s: 4.3.0 disk full", None),
+    ("end of data 550", {"end": "550 5.6.0 content refused"}, [], "bad",
+     "failed: 5.6.0 content refused", "550"),
+    ("dropped in data", {"drop_in_data": True}, [], "ready", "will retry in 60s: ", None),
+    ("slower than the response timeout", {"delay": {"MAIL": 3.0}},
+     ["--response-timeout", "1"], "ready", "will retry in 60s: response timeout after 1s",
+     None),
+    ("silent", {"greeting": None}, ["--prompt-timeout", "1", "--response-timeout", "1"],
+     "ready", "smtp client error: response timeout after 1s", None),
+]
+
+
+@pytest.mark.parametrize("name,changes,options,state,log_text,code", FAULTS,
+                         ids=[f[0] for f in FAULTS])
+def test_fault_then_recovery(tmp_path: Path, name: str, changes: dict, options: list[str],
+                             state: str, log_text: str, code: str | None) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=CONTENT)
+    with FakeSmtpServer(Script(**changes)) as server:
+        result = as_client(server.address, spool, *options)
+        assert log_text in result.stderr, result.stderr
+        assert spool_state(spool) == {message_id: state}
+        assert not server.messages
+        envelope = (spool / f"{message_id}.envelope{'.bad' if state == 'bad' else ''}")
+        text = envelope.read_text()
+        if state == "bad":
+            assert result.returncode == 0  # nothing left that could be sent
+            assert "X-MailRelay-Reason: " in text
+            assert f"X-MailRelay-ReasonCode: {code}" in text
+            assert "failing envelope" in result.stderr
+        else:
+            assert result.returncode == 1, result.stderr
+            attempted = "MAIL" in "".join(server.commands)
+            assert ("X-MailRelay-RetryCount: 1" in text) == attempted
+
+        server.script = Script()  # the server recovers
+        again = as_client(server.address, spool)
+        if state == "ready":
+            assert again.returncode == 0, again.stderr
+            assert spool_state(spool) == {}
+            assert len(server.wait_for(1)) == 1
+            assert server.messages[0].content == CONTENT
+            assert server.messages[0].recipients == ["b@example.com"]
+        else:
+            assert spool_state(spool) == {message_id: "bad"}
+            assert server.messages == []
+
+
+def test_server_without_pipelining_gets_one_command_at_a_time(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool_message(spool, to=["b@example.com", "c@example.com"])
+    with FakeSmtpServer(Script(ehlo=["fake.example", "8BITMIME"])) as server:
+        result = as_client(server.address, spool, "--client-smtp-config", "pipelining")
+        assert result.returncode == 0, result.stderr
+        assert server.pipelined == [False, False]
+        assert len(server.messages) == 1
+
+
+def test_pipelining_when_both_sides_want_it(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool_message(spool, to=["b@example.com", "c@example.com"])
+    with FakeSmtpServer() as server:
+        result = as_client(server.address, spool, "--client-smtp-config", "pipelining")
+        assert result.returncode == 0, result.stderr
+        assert server.pipelined == [True, True]
+        assert server.messages[0].recipients == ["b@example.com", "c@example.com"]
+
+
+EIGHT_BIT = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode()
+
+
+def test_eight_bit_message_to_a_seven_bit_server_is_sent_with_a_warning(
+        tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool_message(spool, content=EIGHT_BIT, body_type="8bit")
+    with FakeSmtpServer(Script(ehlo=["fake.example", "PIPELINING"])) as server:
+        result = as_client(server.address, spool)
+        assert result.returncode == 0
+        assert ("warning: sending an eight-bit message to a server that has not advertised "
+                "the 8BITMIME extension") in result.stderr
+        assert server.messages[0].content == EIGHT_BIT
+        assert "BODY=" not in next(c for c in server.commands if c.startswith("MAIL"))
+
+
+def test_eight_bit_message_to_a_seven_bit_server_fails_with_eightbitstrict(
+        tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=EIGHT_BIT, body_type="8bit")
+    with FakeSmtpServer(Script(ehlo=["fake.example", "PIPELINING"])) as server:
+        result = as_client(server.address, spool, "--client-smtp-config", "eightbitstrict")
+        assert spool_state(spool) == {message_id: "bad"}
+        text = (spool / f"{message_id}.envelope.bad").read_text()
+        assert "X-MailRelay-Reason: cannot send 8-bit message to 7-bit server" in text
+        assert "X-MailRelay-ReasonCode:\r\n" in text.replace("\n", "\r\n").replace(
+            "\r\r", "\r")
+        assert not [c for c in server.commands if c.startswith("MAIL")]
+        assert result.returncode == 0
+
+
+def test_forward_to_some_keeps_only_the_rejected_recipients(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, to=["good@example.com", "bad@example.com"])
+    script = Script(rcpt_by_address={"bad@example.com": "550 5.1.1 no such user"})
+    with FakeSmtpServer(script) as server:
+        as_client(server.address, spool, "--forward-to-some")
+        assert server.messages[0].recipients == ["good@example.com"]
+        assert spool_state(spool) == {message_id: "bad"}
+        text = (spool / f"{message_id}.envelope.bad").read_text()
+        assert "X-MailRelay-To-Remote: bad@example.com" in text
+        assert "good@example.com" not in text
+        assert "X-MailRelay-ToCount: 1" in text
+        assert "one or more recipients rejected: <bad@example.com> 550 5.1.1" in text
+
+
+def test_forward_to_all_fails_the_whole_message(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, to=["good@example.com", "bad@example.com"])
+    script = Script(rcpt_by_address={"bad@example.com": "550 5.1.1 no such user"})
+    with FakeSmtpServer(script) as server:
+        as_client(server.address, spool)
+        assert server.messages == []
+        assert "RSET" in server.commands
+        text = (spool / f"{message_id}.envelope.bad").read_text()
+        assert "good@example.com" in text and "bad@example.com" in text
+
+
+def test_a_down_smarthost_gets_one_probe_not_one_connection_per_message(
+        tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    ids = {spool_message(spool) for _ in range(20)}
+    with FakeSmtpServer(Script(greeting="421 4.3.2 down for maintenance")) as server:
+        result = as_client(server.address, spool, "--forward-connections", "4")
+        assert result.returncode == 1
+        assert server.connections == 1
+        assert spool_state(spool) == dict.fromkeys(ids, "ready")
+
+
+def test_messages_past_the_maximum_age_go_to_bad(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, arrival_offset=-10)
+    with FakeSmtpServer(Script(mail="451 4.3.0 later")) as server:
+        as_client(server.address, spool, "--retry-max-age", "5")
+        assert spool_state(spool) == {message_id: "bad"}
+        text = (spool / f"{message_id}.envelope.bad").read_text()
+        assert "X-MailRelay-Reason: too old to retry: 4.3.0 later" in text
+
+
+def test_unreachable_messages_past_the_maximum_age_go_to_bad(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    old = spool_message(spool, arrival_offset=-10)
+    new = spool_message(spool)
+    with FakeSmtpServer(Script(greeting="421 4.3.2 down")) as server:
+        as_client(server.address, spool, "--retry-max-age", "5")
+    assert spool_state(spool) == {old: "bad", new: "ready"}
