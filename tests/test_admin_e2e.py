@@ -12,7 +12,9 @@ import pytest
 
 from emailrelay.spool.store import Spool
 from tests.support.admin import PROMPT, AdminClient
+from tests.support.capture import CaptureServer
 from tests.support.relay import free_port
+from tests.test_metrics import scrape
 
 MESSAGE = "Subject: hi\r\n\r\nhello\r\n"
 
@@ -175,3 +177,39 @@ def test_with_telnet(relay_with_admin) -> None:
         f"{PROMPT.decode()}" in out
     relay.wait_for_log("admin connection closed: 127.0.0.1:")
     assert "admin connection closed: disconnected" not in relay.log()  # it was "quit"
+
+
+def test_forward_and_flush_with_a_smarthost(start_relay) -> None:
+    admin_port, metrics_port = free_port(), free_port()
+    with CaptureServer() as smarthost:
+        relay = start_relay("--admin", str(admin_port), "--metrics-port", str(metrics_port),
+                            "--forward-to", f"127.0.0.1:{smarthost.port}")
+        watcher = AdminClient(admin_port)
+        watcher.send("notify")
+        admin = AdminClient(admin_port)
+        send_mail(relay.port)
+        send_mail(relay.port)
+        ids = sorted(p.name.removesuffix(".envelope") for p in relay.envelopes())
+        assert admin.command("flush") == "OK"  # only once both went
+        assert len(smarthost.handler.messages) == 2
+        assert admin.command("list") == "<none>"
+        assert admin.command("flush") == "error: no messages to send"
+        events = watcher.read_until(b"EVENT: client: forward: end  ").decode()
+        assert "EVENT: client: forward: start: admin  " in events
+        for message_id in ids:
+            assert f"EVENT: client: sending: {message_id}  " in events
+            assert f"EVENT: client: sent: {message_id}  " in events
+        # "forward" asks for a run in the background
+        send_mail(relay.port)
+        assert admin.command("forward") == "OK"
+        watcher.read_until(b"EVENT: client: forward: end  ")
+        assert len(smarthost.handler.messages) == 3
+    # with the smarthost gone, flush says why
+    send_mail(relay.port)
+    reply = admin.command("flush")
+    assert reply.startswith("error: ") and "connect" in reply
+    assert admin.command("list") != "<none>"
+    samples = scrape(metrics_port)
+    assert samples[("emailrelay_messages_forwarded_total", ())] == 3
+    assert samples[("emailrelay_forward_duration_seconds_count", ())] == 3
+    assert samples[("emailrelay_messages_failed_total", ())] == 0

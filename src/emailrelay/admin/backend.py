@@ -10,11 +10,29 @@ from typing import Protocol
 from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.admin.core import ForwardingControl
 from emailrelay.app.services import Services
+from emailrelay.forward.agent import Forwarder
 from emailrelay.options.help import WARRANTY, tls_library_id
 from emailrelay.policy.dnsbl import DnsblChecker
 from emailrelay.spool.store import BAD, Spool
 
 log = logging.getLogger("emailrelay")
+
+
+class ForwarderControl:
+    """The forwarding agent as the admin interface's :class:`ForwardingControl`."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def request_forward(self, reason: str) -> None:
+        self.forwarder.request_forward(reason)
+
+    async def flush(self) -> str:
+        report = await self.forwarder.run_once("admin")
+        if report.errors:
+            return "; ".join(report.errors)
+        left = report.deferred + report.not_tried
+        return f"{left} message{'' if left == 1 else 's'} not sent" if left else ""
 
 
 class AdminTarget(Protocol):

@@ -11,7 +11,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
-from emailrelay.admin.backend import InstanceAdmin
+from emailrelay.admin.backend import ForwarderControl, InstanceAdmin
 from emailrelay.admin.core import ForwardingControl
 from emailrelay.admin.server import AdminServer
 from emailrelay.app.services import Services
@@ -98,8 +98,12 @@ class Instance:
         """--dnsbl, --admin, smtp enable/disable and metrics."""
         s = self.settings
         self.smtp_enabled = True  # "smtp disable" from the admin interface
-        # For the admin forward and flush commands.
+        # For the admin forward and flush commands, and metrics and events.
         self.forwarding: ForwardingControl | None = None
+        if self.forwarder is not None:
+            self.forwarding = ForwarderControl(self.forwarder)
+            self.forwarder.observer = self.services.observer
+            self.forwarder.connections = self.services.connections
         self.dnsbl = DnsblChecker(DnsblConfig.parse(",".join(s.values("dnsbl")))) \
             if s.has("dnsbl") else None
         self.admin = AdminServer(InstanceAdmin(self, self.services),

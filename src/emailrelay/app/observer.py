@@ -14,7 +14,7 @@ The events, with the words E-MailRelay uses where it has them:
 ``client forward start <reason>``                a forwarding run started ("admin"...)
 ``client forward end [<error>]``                 it ended
 ``client sending <id>``                          a message is being forwarded
-``client sent <id> [<reason>]``                  done: forwarded, or failed with a reason
+``client sent <id> [<reason>]``                  done: forwarded, or failed or deferred
 ==============================================  =========================================
 
 Rejection reasons (the ``reason`` label of ``emailrelay_rejected_total``):
@@ -96,4 +96,9 @@ class Observer:
 
     def message_failed(self, message_id: str, reason: str) -> None:
         self.metrics.failed.inc()
+        self.events.publish("client", "sent", message_id, reason)
+
+    def message_deferred(self, message_id: str, reason: str) -> None:
+        """Not sent this time: it stays in the queue for a retry."""
+        self.metrics.deferred.inc()
         self.events.publish("client", "sent", message_id, reason)

@@ -98,6 +98,9 @@ class RelayMetrics:
         self.failed = Counter("emailrelay_messages_failed",
                               "Messages that failed while forwarding (left as .bad).",
                               registry=r)
+        self.deferred = Counter("emailrelay_messages_deferred",
+                                "Forwarding attempts that left the message queued for a "
+                                "retry.", registry=r)
         self.rejected = Counter("emailrelay_rejected",
                                 "Connections, recipients and messages refused, by reason.",
                                 ["reason"], registry=r)
