@@ -110,3 +110,22 @@ def test_per_client_limit_holds(start_relay) -> None:
                        "connection (--max-client-connections 1)")
     first.close()
     second.close()
+
+
+def test_pop_connections_are_limited_too(start_relay, tmp_path) -> None:
+    from tests.test_pop_e2e import start_pop
+
+    pop = start_pop(start_relay, tmp_path, "--max-client-connections", "2")
+    pop.relay.wait_for_log("pop connection closed")  # the helpers' readiness probes
+    pop.relay.wait_for_log("smtp connection closed")
+    sockets = []
+    for _ in range(2):
+        sock, hello = greeting(pop.port)
+        sockets.append(sock)
+        assert hello.startswith(b"+OK ")
+    sock, refused = greeting(pop.port)
+    sockets.append(sock)
+    # the limit counts SMTP and POP connections from the address together
+    assert refused == b"-ERR too many connections from your address\r\n"
+    for sock in sockets:
+        sock.close()
