@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emailrelay.spool import store
+from emailrelay.spool import durable, store
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError
@@ -57,14 +57,22 @@ def test_message_is_invisible_until_committed(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _record_flushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real_fsync, real_fdatasync, real_rename = os.fsync, os.fdatasync, os.rename
+    real_syncfs = durable.sync_filesystem
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync",
+                        lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))[1])
+    monkeypatch.setattr(durable, "sync_filesystem",
+                        lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
+    return calls
+
+
 def test_commit_flushes_files_before_the_rename_and_the_directory_after(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real_fdatasync, real_fsync, real_rename = os.fdatasync, os.fsync, os.rename
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append("fdatasync"),
-                                                     real_fdatasync(fd))[1])
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))[1])
+    calls = _record_flushes(monkeypatch)
     spool = Spool(tmp_path)
     msg = spool.new_message(envelope())
     msg.write(b"x\r\n")
@@ -77,7 +85,52 @@ def test_commit_flushes_files_before_the_rename_and_the_directory_after(
             committer.close()
 
     asyncio.run(commit())
-    assert calls == ["fdatasync", "fdatasync", "rename", "fsync"]
+    if durable.syncfs_available():
+        assert calls == ["syncfs", "rename", "fsync"]
+    else:
+        assert calls == ["fsync", "fsync", "rename", "fsync"]
+
+
+def test_synchronous_commit_flushes_each_file(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _record_flushes(monkeypatch)
+    spool = Spool(tmp_path)
+    msg = spool.new_message(envelope())
+    msg.write(b"x\r\n")
+    msg.commit_sync()
+    assert calls == ["fsync", "fsync", "rename", "fsync"]
+
+
+def test_group_commit_shares_file_flushes(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if not durable.syncfs_available():
+        pytest.skip("no syncfs here: each message flushes its own files")
+    calls = _record_flushes(monkeypatch)
+    real = durable.sync_filesystem
+
+    def slow_syncfs(fd: int) -> None:
+        calls.append("syncfs")
+        time.sleep(0.01)  # a slow disk, so that sessions pile up behind one flush
+        real(fd)
+
+    monkeypatch.setattr(durable, "sync_filesystem", slow_syncfs)
+    spool = Spool(tmp_path)
+
+    async def many() -> None:
+        committer = GroupCommitter()
+        try:
+            messages = [spool.new_message(envelope()) for _ in range(40)]
+            for m in messages:
+                m.write(b"hello\r\n")
+            await asyncio.gather(*(m.commit(committer) for m in messages))
+        finally:
+            committer.close()
+
+    asyncio.run(many())
+    assert len(spool.ready()) == 40
+    assert calls.count("rename") == 40
+    assert 1 <= calls.count("syncfs") < 20  # file flushes, shared
+    assert 1 <= calls.count("fsync") < 20  # directory flushes, shared
 
 
 def test_group_commit_shares_directory_flushes(tmp_path: Path,

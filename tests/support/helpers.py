@@ -31,7 +31,7 @@ def new_message(spool: Spool, envelope: Envelope | None = None,
     message = spool.new_message(envelope or Envelope(from_="a@example.com",
                                                      to_remote=["b@example.net"]))
     message.write(content)
-    message._flush_files()
+    message.prepare_sync()
     return message
 
 

@@ -187,13 +187,16 @@ class NewMessage:
         _write_all(self._content_fd, data)
         self.size += len(data)
 
-    def _flush_files(self) -> None:
+    def _write_envelope(self) -> None:
         assert self._content_fd is not None and self._envelope_fd is not None
         _write_all(self._envelope_fd, self.envelope.to_bytes())
-        os.fdatasync(self._content_fd)
-        os.fdatasync(self._envelope_fd)
         os.close(self._content_fd)
         self._content_fd = None
+
+    def _flush_files(self) -> None:
+        """``fdatasync`` this message's files (where one ``syncfs`` does not do it)."""
+        for path in (self.content_path, self.new_envelope_path):
+            _fsync_path(path)
 
     def _publish(self) -> None:
         os.rename(self.new_envelope_path, self.spool.envelope_path(self.id))
@@ -202,28 +205,23 @@ class NewMessage:
         os.close(self._envelope_fd)  # releases the flock
         self._envelope_fd = None
 
-    def _resync_files(self) -> None:
-        """Flush again after a filter may have edited the files in place."""
-        for path in (self.content_path, self.new_envelope_path):
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
     async def prepare(self, committer: GroupCommitter) -> None:
-        """Write the envelope (as ``.new``) and flush both files, off the event loop."""
+        """Write the envelope (as ``.new``) and make both files durable."""
         try:
-            await committer.run(self._flush_files)
+            self._write_envelope()
+            await committer.flush_files(str(self.spool.directory), self._flush_files)
         except BaseException:
             self.abort()
             raise
 
     async def publish(self, committer: GroupCommitter, *, resync: bool = False) -> None:
-        """Rename to ``.envelope`` and flush the directory: only then may 250 be sent."""
+        """Rename to ``.envelope`` and flush the directory: only then may 250 be sent.
+
+        ``resync``: flush the files again first, as a filter may have edited them.
+        """
         try:
             if resync:
-                await committer.run(self._resync_files)
+                await committer.flush_files(str(self.spool.directory), self._flush_files)
             self._publish()
         except BaseException:
             self.abort()
@@ -234,9 +232,18 @@ class NewMessage:
         await self.prepare(committer)
         await self.publish(committer)
 
-    def commit_sync(self) -> None:
+    def prepare_sync(self) -> None:
+        """:meth:`prepare` without an event loop (``emailrelay-submit``, tests)."""
         try:
+            self._write_envelope()
             self._flush_files()
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit_sync(self) -> None:
+        self.prepare_sync()
+        try:
             self._publish()
         except BaseException:
             self.abort()
@@ -268,7 +275,7 @@ class NewMessage:
         envelope = self.new_envelope_path
         if envelope.exists() and self.content_path.exists():
             try:
-                self._resync_files()
+                self._flush_files()
                 self._publish()
                 fsync_directory(str(self.spool.directory))
                 return True
@@ -293,7 +300,7 @@ class NewMessage:
             return False
         try:
             _append_reason(self.new_envelope_path, reason, code)
-            self._resync_files()
+            self._flush_files()
             os.rename(self.new_envelope_path, bad)
             self._finished = True
         finally:
