@@ -170,7 +170,7 @@ def test_decides_early_without_waiting_for_a_slow_list(dns_server: DnsServer) ->
     started = time.monotonic()
     result = check(dns_server, "slow.test,listed.test,1,5000")
     assert result.verdict is Verdict.DENY
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.8  # the slow list answers after 2 s
     assert result.lists[0].answer is Answer.NO_ANSWER
 
 
@@ -179,7 +179,7 @@ def test_slow_list_past_the_timeout(dns_server: DnsServer, caplog) -> None:
     started = time.monotonic()
     allowed = check(dns_server, "slow.test,1,500")
     assert allowed.verdict is Verdict.UNDECIDED_ALLOW and allowed.allowed
-    assert 0.4 < time.monotonic() - started < 1.5
+    assert 0.4 < time.monotonic() - started < 1.9
     blocked = check(dns_server, "slow.test,1,-500")
     assert blocked.verdict is Verdict.UNDECIDED_DENY and not blocked.allowed
     blocked.log()
@@ -195,7 +195,7 @@ def test_failing_and_silent_lists_are_undecided(dns_server: DnsServer, caplog) -
     caplog.set_level(logging.DEBUG, logger="emailrelay")
     started = time.monotonic()
     result = check(dns_server, "failing.test,1,-3000")
-    assert time.monotonic() - started < 2.0  # SERVFAIL is an answer: no waiting
+    assert time.monotonic() - started < 2.5  # SERVFAIL is an answer: no waiting for 3 s
     assert result.verdict is Verdict.UNDECIDED_DENY
     result.log()
     assert "not checked by [failing.test]: SERVFAIL" in caplog.text

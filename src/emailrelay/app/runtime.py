@@ -13,12 +13,11 @@ import signal
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from emailrelay.app.instance import Instance
 from emailrelay.app.services import Services
 from emailrelay.logs import setup as logsetup
-from emailrelay.metrics.health import health_document
-from emailrelay.metrics.http import HttpEndpoint, Reply, json_reply, metrics_reply
 from emailrelay.net.listen import ListenError, ListenSpec, open_socket
 from emailrelay.options.parser import CommandLine
 from emailrelay.process.daemon import (
@@ -31,6 +30,9 @@ from emailrelay.process.daemon import (
 )
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import SpoolError
+
+if TYPE_CHECKING:
+    from emailrelay.metrics.http import HttpEndpoint, Reply
 
 log = logging.getLogger("emailrelay")
 
@@ -186,6 +188,10 @@ class Runtime:
         """--metrics-port: /metrics and /health (the socket was bound before forking)."""
         if self.metrics_socket is None:
             return
+        # Imported here: HTTP is only needed when the endpoint is on.
+        from emailrelay.metrics.health import health_document
+        from emailrelay.metrics.http import HttpEndpoint, json_reply, metrics_reply
+
         metrics = self.services.observer.metrics
 
         async def scrape() -> Reply:
