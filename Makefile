@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-installed
-APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6 fail2ban
+APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6 fail2ban netcat-openbsd telnet iproute2
 
 .PHONY: run test lint bench apt clean
 

@@ -206,7 +206,7 @@ def test_remote_clients_are_refused_by_default(tmp_path: Path) -> None:
     address = addresses[0]
     relay = Relay(tmp_path, "--interface", address, wait=False)
     try:
-        time.sleep(1.5)
+        relay.wait_for_log(f"smtp server on {address}:")
         with socket.create_connection((address, relay.port), timeout=5) as s:
             assert s.recv(100) == b""
         relay.wait_for_log("configured to reject non-local smtp connection")

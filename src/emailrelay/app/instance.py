@@ -11,8 +11,11 @@ import logging
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from emailrelay.admin.backend import ForwarderControl, InstanceAdmin
+from emailrelay.admin.core import ForwardingControl
+from emailrelay.admin.server import AdminServer
+from emailrelay.app.services import Services
 from emailrelay.auth.server import server_auth
 from emailrelay.filters.setup import client_filters, server_filters
 from emailrelay.forward.agent import Forwarder
@@ -22,6 +25,8 @@ from emailrelay.net.listen import ListenSpec, open_all, specs_for
 from emailrelay.net.local import is_local
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
+from emailrelay.policy.connections import Connection, Refusal
+from emailrelay.policy.dnsbl import DnsblChecker, DnsblConfig
 from emailrelay.pop.session import PopSession, pop_context
 from emailrelay.smtp.server import ServerConfig
 from emailrelay.smtp.session import SmtpContext, SmtpSession
@@ -32,14 +37,6 @@ from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, hold_input
 from emailrelay.verify.setup import verifier_from_settings
 
 log = logging.getLogger("emailrelay")
-
-
-class ReloadHook(Protocol):
-    """Something SIGHUP reloads: ``reload()`` replaces it whole or raises and keeps it."""
-
-    name: str
-
-    def reload(self) -> None: ...
 
 STREAM_LIMIT = 1 << 17  # reading pauses when this much input is waiting
 
@@ -61,6 +58,7 @@ def canonical_name() -> str:
 class Instance:
     settings: Settings
     committer: GroupCommitter
+    services: Services = field(default_factory=Services)
     spool: Spool = field(init=False)
     domain: str = field(init=False)
     listeners: list[tuple[ListenSpec, socket.socket]] = field(default_factory=list)
@@ -86,7 +84,8 @@ class Instance:
             idle_timeout=float(s.int("idle-timeout") or 0),
             before_publish=self.filters.before_publish if self.filters else None,
             verifier=self.verifier,
-            start_tls=self.server_tls.accept if self.server_tls and starttls else None)
+            start_tls=self.server_tls.accept if self.server_tls and starttls else None,
+            on_count=self.services.observer.smtp_count)
         self.forwarder: Forwarder | None = None
         forwarding = forward_settings(s, self.domain, anonymous="client" in self.anonymous)
         if forwarding is not None:
@@ -105,13 +104,35 @@ class Instance:
         if self.pop_context is not None and starttls and self.server_tls is not None:
             self.pop_context.start_tls = self.server_tls.accept
             self.pop_context.tls_required = self.server_tls.required
-        # What SIGHUP reloads (see Runtime._reload): certificates and secrets files.
+        # What SIGHUP reloads: certificates and secrets files.
         client_auth = self.forwarder.settings.auth if self.forwarder else None
-        self.reload_hooks: list[ReloadHook] = [h for h in (
+        for hook in (
             self.server_tls, forwarding and forwarding.tls,
             self.server_auth.secrets if self.server_auth else None,
             self.pop_context.secrets if self.pop_context else None,
-            client_auth.secrets_file if client_auth else None) if h]
+            client_auth.secrets_file if client_auth else None):
+            if hook is not None:
+                self.services.reloads.register(hook)
+        self._policy_setup()
+
+    def _policy_setup(self) -> None:
+        """--dnsbl, --admin, smtp enable/disable and metrics."""
+        s = self.settings
+        self.smtp_enabled = True  # "smtp disable" from the admin interface
+        # For the admin forward and flush commands, and metrics and events.
+        self.forwarding: ForwardingControl | None = None
+        if self.forwarder is not None:
+            self.forwarding = ForwarderControl(self.forwarder)
+            self.forwarder.observer = self.services.observer
+            self.forwarder.connections = self.services.connections
+        self.dnsbl = DnsblChecker(DnsblConfig.parse(",".join(s.values("dnsbl")))) \
+            if s.has("dnsbl") else None
+        self.admin = AdminServer(InstanceAdmin(self, self.services),
+                                 self.services.observer.events,
+                                 terminate_allowed=s.flag("admin-terminate")) \
+            if s.has("admin") else None
+        self.smtp_sessions: dict[asyncio.Task[None], SmtpSession] = {}
+        self.services.observer.metrics.watch_spool(self.name, self.spool)
 
     @property
     def name(self) -> str:
@@ -142,6 +163,8 @@ class Instance:
                                                        s.int("port") or 0)
         if self.pop_context is not None:
             specs += specs_for("pop", s.values("interface"), s.int("pop-port") or 0)
+        if self.admin is not None:
+            specs += specs_for("admin", s.values("interface"), s.int("admin") or 0)
         return specs
 
     def open_listeners(self) -> None:
@@ -175,6 +198,7 @@ class Instance:
             tls_required=self.server_tls is not None and self.server_tls.required,
             authenticator=self.server_auth,
             trusted=trust.keyword if trust else None,
+            enabled=self.smtp_enabled,
         )
 
     async def start(self) -> None:
@@ -182,6 +206,7 @@ class Instance:
             server = await asyncio.start_server(
                 functools.partial(self._connected, spec.kind), sock=sock, limit=STREAM_LIMIT)
             self.servers.append(server)
+            self.services.connections.add_listener(spec.kind, spec.display())
             prefix = f"[{self.name}] " if self.name else ""
             log.info("%s%s server on %s", prefix, spec.kind, spec.display())
 
@@ -221,6 +246,12 @@ class Instance:
         if not self.settings.flag("remote-clients") and not is_local(peer[0]):
             log.warning("configured to reject non-local %s connection: %s is not a local "
                         "address (use --remote-clients)", kind, peer[0])
+            self.services.observer.rejected("remote_client")
+            writer.close()
+            return
+        connection = self.services.connections.admit(kind, _local_of(writer), peer)
+        if isinstance(connection, Refusal):
+            writer.write(connection.reply.encode() + b"\r\n")
             writer.close()
             return
         sock = writer.get_extra_info("socket")
@@ -230,8 +261,13 @@ class Instance:
         log.info("%s connection from %s", kind, display)
         task = asyncio.current_task()
         assert task is not None
-        self.sessions.add(task)
+        if kind != "admin":  # admin connections do not wait for the grace period
+            self.sessions.add(task)
         try:
+            if kind == "admin":
+                assert self.admin is not None
+                await self.admin.serve(reader, writer, peer)
+                return
             tls: TlsInfo | None = None
             if self._implicit_tls(kind) and self.server_tls is not None:
                 try:
@@ -244,15 +280,49 @@ class Instance:
                 assert self.pop_context is not None
                 await PopSession(self.pop_context, reader, writer, peer, tls).run()
             else:
-                await SmtpSession(self.smtp_context, reader, writer, peer, tls).run()
+                await self._serve_smtp(reader, writer, peer, connection, task, tls)
         except asyncio.CancelledError:
             pass  # shutdown: asyncio's stream callback must not see a cancelled task
         finally:
             self.sessions.discard(task)
+            self.services.connections.close(connection)
+
+    async def _serve_smtp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          peer: tuple[str, str], connection: Connection,
+                          task: asyncio.Task[None], tls: TlsInfo | None) -> None:
+        if self.dnsbl is not None and peer[0]:
+            result = await self.dnsbl.check(peer[0])
+            result.log()
+            if not result.allowed:
+                self.services.observer.rejected("dnsbl")
+                log.info("smtp connection closed: blocked by dnsbl: %s:%s", *peer)
+                writer.close()
+                return
+        if not self.smtp_enabled:
+            self.services.observer.rejected("smtp_disabled")
+        session = self.smtp_sessions[task] = SmtpSession(self.smtp_context, reader, writer,
+                                                         peer, tls)
+        try:
+            await session.run()
+        finally:
+            connection.tls = session.protocol.secure
+            del self.smtp_sessions[task]
 
     def stop_listening(self) -> None:
         for server in self.servers:
             server.close()
+        self.services.connections.remove_listeners()
+        if self.admin is not None:
+            self.admin.close_all()
+
+    def stop_idle_sessions(self) -> None:
+        """At shutdown: SMTP sessions between transactions get 421 and end now."""
+        for task, session in self.smtp_sessions.items():
+            if session.idle:
+                task.cancel()
+
+    def listening(self) -> list[str]:
+        return [spec.display() for spec, _ in self.listeners]
 
     async def stop_forwarding(self) -> None:
         if self.forwarder is not None:
@@ -260,7 +330,14 @@ class Instance:
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return str(peer[0]), str(peer[1])
+    return _address_pair(writer.get_extra_info("peername"))
+
+
+def _local_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    return _address_pair(writer.get_extra_info("sockname"))
+
+
+def _address_pair(address: object) -> tuple[str, str]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), str(address[1])
     return "", ""

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from emailrelay.app.instance import Instance
+from emailrelay.app.services import Services
 from emailrelay.logs import setup as logsetup
-from emailrelay.net.listen import ListenError
+from emailrelay.net.listen import ListenError, ListenSpec, open_socket
 from emailrelay.options.parser import CommandLine
 from emailrelay.process.daemon import (
     Readiness,
@@ -27,10 +31,12 @@ from emailrelay.process.daemon import (
 from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.store import SpoolError
 
+if TYPE_CHECKING:
+    from emailrelay.metrics.http import HttpEndpoint, Reply
+
 log = logging.getLogger("emailrelay")
 
 EXIT_OK, EXIT_ERROR, EXIT_BIND = 0, 1, 2
-SHUTDOWN_GRACE = 10.0  # seconds sessions get to finish after SIGTERM
 
 
 def log_settings(cl: CommandLine) -> logsetup.LogSettings:
@@ -57,6 +63,12 @@ class Runtime:
         self.stopping: asyncio.Event | None = None
         self.exit_code = EXIT_OK
         self.quit_when_sent = False
+        self.services = Services.from_settings(cl.process)
+        self.services.request_stop = lambda: self._stop("terminate command")
+        self.started = time.time()
+        self.metrics_socket: socket.socket | None = None
+        self.endpoint: HttpEndpoint | None = None
+        self._force_stop = False
 
     def run(self) -> int:
         p = self.cl.process
@@ -66,9 +78,12 @@ class Runtime:
         logsetup.configure(log_settings(self.cl))
         committer = GroupCommitter()
         try:
-            self.instances = [Instance(s, committer) for s in self.cl.instances]
+            self.instances = [Instance(s, committer, self.services) for s in self.cl.instances]
             for instance in self.instances:
                 instance.open_listeners()
+            if p.has("metrics-port"):
+                self.metrics_socket = open_socket(ListenSpec(
+                    "metrics", p.value("metrics-address"), p.int("metrics-port") or 0))
         except ListenError as e:
             log.error("%s", e)
             return EXIT_BIND if e.bind_failure else EXIT_ERROR
@@ -123,6 +138,7 @@ class Runtime:
         try:
             for instance in self.instances:
                 await instance.start()
+            await self._start_endpoint()
         except OSError as e:
             log.error("%s", e)
             if readiness is not None:
@@ -153,31 +169,72 @@ class Runtime:
         return EXIT_OK if all(report.complete for report in runs.result()) else EXIT_ERROR
 
     def _request_stop(self, sig: signal.Signals) -> None:
-        log.info("received signal %s: shutting down", sig.name)
+        self._stop(f"received signal {sig.name}")
+
+    def _stop(self, why: str) -> None:
         assert self.stopping is not None
+        if self.stopping.is_set():
+            log.info("%s: stopping now", why)
+            self._force_stop = True
+            return
+        log.info("%s: shutting down", why)
+        self.services.stopping = True
         self.stopping.set()
 
     def _reload(self) -> None:
-        log.info("received signal SIGHUP: reopening the log file")
+        """SIGHUP: reopen the log file, then reload what features registered."""
+        log.info("received signal SIGHUP: reopening the log file and reloading")
         logsetup.reopen_files()
-        for hook in (h for i in self.instances for h in i.reload_hooks):
-            try:
-                hook.reload()  # replaces its object completely, or raises and keeps it
-            except Exception as e:
-                log.error("cannot reload the %s: %s: still using the previous one",
-                          hook.name, e)
-            else:
-                log.info("reloaded the %s", hook.name)
+        self.services.reloads.reload_all()
+
+    async def _start_endpoint(self) -> None:
+        """--metrics-port: /metrics and /health (the socket was bound before forking)."""
+        if self.metrics_socket is None:
+            return
+        # Imported here: HTTP is only needed when the endpoint is on.
+        from emailrelay.metrics.health import health_document
+        from emailrelay.metrics.http import HttpEndpoint, json_reply, metrics_reply
+
+        metrics = self.services.observer.metrics
+
+        async def scrape() -> Reply:
+            return metrics_reply(await asyncio.to_thread(metrics.exposition))
+
+        async def health() -> Reply:
+            return json_reply(*await asyncio.to_thread(
+                health_document, self.instances, self.services, self.started))
+
+        self.endpoint = HttpEndpoint(self.metrics_socket, {"/metrics": scrape,
+                                                           "/health": health})
+        await self.endpoint.start()
+        p = self.cl.process
+        log.info("metrics server on %s", ListenSpec("metrics", p.value("metrics-address"),
+                                                    p.int("metrics-port") or 0).display())
 
     async def _shutdown(self) -> None:
+        """Stop accepting, give sessions the grace period, then end what is left.
+
+        Sessions waiting for a command between transactions get "421 service shutting
+        down" at once; those in the middle of one may finish it.  A session cut short
+        loses only its unacknowledged message (its files are removed).
+        """
         for instance in self.instances:
             instance.stop_listening()
         for instance in self.instances:
             await instance.stop_forwarding()
-        sessions = [t for i in self.instances for t in i.sessions]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self.cl.process.int("shutdown-grace") or 0)
+        while True:
+            for instance in self.instances:
+                instance.stop_idle_sessions()
+            sessions = [t for i in self.instances for t in i.sessions]
+            remaining = deadline - loop.time()
+            if not sessions or remaining <= 0 or self._force_stop:
+                break
+            await asyncio.wait(sessions, timeout=min(remaining, 0.1))
+        for task in sessions:
+            task.cancel()
         if sessions:
-            _, pending = await asyncio.wait(sessions, timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+            await asyncio.wait(sessions, timeout=1.0)
+        if self.endpoint is not None:
+            self.endpoint.close()

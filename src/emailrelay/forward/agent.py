@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from emailrelay.app.observer import Observer
 from emailrelay.auth.client import ClientAuth, SelectorError
 from emailrelay.auth.oauth import TokenError
 from emailrelay.filters.client import ClientFilterOutcome, ClientFilters
@@ -31,6 +32,7 @@ from emailrelay.forward.address import AddressError, ForwardAddress, parse_forwa
 from emailrelay.forward.connection import ClientConnection, ConnectError, Timeouts
 from emailrelay.forward.retry import DestinationState, RetryPolicy
 from emailrelay.logs.setup import peer_context, unit_context
+from emailrelay.policy.connections import Connection, ConnectionRegistry
 from emailrelay.smtp import client as proto
 from emailrelay.smtp import replies
 from emailrelay.smtp.session import StoredInfo
@@ -102,6 +104,9 @@ class Forwarder:
         self.client_filters: ClientFilters | None = None
         self.routing_filters: ClientFilters | None = None
         self._routed: set[str] = set()
+        # Metrics and admin notify events; outgoing connections for admin "status".
+        self.observer = Observer()
+        self.connections: ConnectionRegistry | None = None
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -211,6 +216,12 @@ class Forwarder:
 
     async def _run(self, reason: str, force: bool) -> RunReport:
         self._log_context()
+        self.observer.forwarding_started(reason)
+        report = await self._run_over_spool(reason, force)
+        self.observer.forwarding_ended("; ".join(report.errors))
+        return report
+
+    async def _run_over_spool(self, reason: str, force: bool) -> RunReport:
         report = RunReport()
         try:
             ids = self.spool.ready()
@@ -349,6 +360,7 @@ class Forwarder:
                     e, ConnectError) else ""
                 self._connection_failed(state, f"{where}{e}", report)
                 return
+            tracked = self._track(conn)
             try:
                 if not await conn.start():
                     self._connection_failed(state, conn.error or "no session", report)
@@ -359,12 +371,22 @@ class Forwarder:
                 progress = await self._send_all(conn, queue, report, route[1])
             finally:
                 await conn.quit()
+                if tracked is not None and self.connections is not None:
+                    self.connections.close(tracked)
             if conn.error is None:
                 return
             log.warning("smtp client error: %s", conn.error)
             if not progress:
                 report.errors.append(conn.error)
                 return
+
+    def _track(self, conn: ClientConnection) -> Connection | None:
+        """Show the connection in the admin "status" report while it lasts."""
+        if self.connections is None:
+            return None
+        local = conn.writer.get_extra_info("sockname")
+        local = (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("", "")
+        return self.connections.outgoing(local, conn.peer)
 
     def _connection_failed(self, state: DestinationState, error: str,
                            report: RunReport) -> None:
@@ -438,18 +460,23 @@ class Forwarder:
         if envelope.forward_to_address:
             info += f" forward-to-address=[{envelope.forward_to_address}]"
         log.info("forwarding [%s]%s", message.id, info)
+        self.observer.message_sending(message.id)
+        started = time.monotonic()
         outgoing = proto.OutgoingMessage(
             mail_from=envelope.from_, recipients=list(envelope.to_remote),
             body_type=envelope.body_type, utf8_mailboxes=envelope.utf8_mailbox_names,
             size=message.content_path.stat().st_size, auth_out=envelope.mail_from_auth_out)
         outcome = await conn.send(outgoing, message.content_path)
         self.apply(message, outcome, report)
+        if outcome.result is proto.Result.DELIVERED:
+            self.observer.message_forwarded(message.id, time.monotonic() - started)
         return outcome
 
     def _no_remote_recipients(self, message: StoredMessage,
                               report: RunReport) -> proto.Outcome:
         log.warning("forwarding [%s]: failing message with no remote recipients", message.id)
         message.fail("no remote recipients", 0)
+        self.observer.message_failed(message.id, "no remote recipients")
         report.failed += 1
         return proto.Outcome(proto.Result.FAILED, "no remote recipients")
 
@@ -483,6 +510,7 @@ class Forwarder:
               report: RunReport) -> None:
         log.warning("forwarding [%s]: failed: %s", message.id, reason)
         message.fail(reason, code or "")
+        self.observer.message_failed(message.id, reason)
         report.failed += 1
 
     def _defer(self, message: StoredMessage, reason: str, report: RunReport) -> None:
@@ -499,6 +527,7 @@ class Forwarder:
                     reason)
         message.release(envelope)
         report.deferred += 1
+        self.observer.message_deferred(message.id, reason)
 
     def _expire_unreachable(self, ids: list[str], error: str) -> None:
         """Messages past --retry-max-age that could not even be tried go to .bad now."""
@@ -514,6 +543,7 @@ class Forwarder:
                 log.warning("forwarding [%s]: failed: too old to retry: %s", message_id,
                             error or "smarthost unreachable")
                 message.fail(f"too old to retry: {error or 'smarthost unreachable'}", 0)
+                self.observer.message_failed(message_id, "too old to retry")
 
     # -- one message, now (--immediate) -----------------------------------------------------
 

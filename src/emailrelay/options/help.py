@@ -9,6 +9,9 @@ from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.options.table import AREA_TITLES, OPTIONS, Arity, Option
 
 USAGE = "usage: emailrelay [<option> [<option> ...]] [<config-file>]"
+WARRANTY = ("This program comes with ABSOLUTELY NO WARRANTY.",
+            "This is free software, and you are welcome to redistribute it under the",
+            "terms of the GNU General Public License, version 3 or later.")
 
 
 def _signature(opt: Option) -> str:
@@ -61,8 +64,5 @@ def version_text(verbose: bool) -> str:
         lines += ["Multi-threading: enabled", "", "Unix domain sockets: enabled", "",
                   "POP server: enabled", "", "Admin server: enabled", "",
                   f"TLS library: {tls_library_id()}", ""]
-    lines += [f"TLS: {ssl.OPENSSL_VERSION}, through Python's ssl module", "",
-              "This program comes with ABSOLUTELY NO WARRANTY.",
-              "This is free software, and you are welcome to redistribute it under the",
-              "terms of the GNU General Public License, version 3 or later."]
+    lines += [f"TLS: {ssl.OPENSSL_VERSION}, through Python's ssl module", "", *WARRANTY]
     return "\n".join(lines) + "\n"

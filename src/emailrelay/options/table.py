@@ -117,7 +117,7 @@ OPTIONS: tuple[Option, ...] = (
        "spool directory)."),
     _o("dnsbl", None, MANY, "config", "smtpserver",
        "Check clients against DNS block lists: servers, then optional threshold, timeout "
-       "in milliseconds and DNS server address.", pending="policy"),
+       "in milliseconds and DNS server address."),
     _o("domain", "D", ONE, "fqdn", "smtpserver",
        "The name used in greetings, EHLO, Received lines and authentication challenges "
        "(default: this host's canonical name)."),
@@ -148,9 +148,9 @@ OPTIONS: tuple[Option, ...] = (
        "account)."),
     # -- admin -------------------------------------------------------------------------------
     _o("admin", "a", ONE, "port", "admin",
-       "Run the administration interface on the given port.", pending="admin"),
+       "Run the administration interface on the given port."),
     _o("admin-terminate", "Q", F, "", "admin,process",
-       "Allow the administration interface's terminate command.", pending="admin"),
+       "Allow the administration interface's terminate command."),
     # -- authentication ----------------------------------------------------------------------
     _o("client-auth", "C", ONE, "file", "auth,smtpclient",
        "Log in to the remote server with the client account in this secrets file, or "
@@ -258,6 +258,22 @@ OPTIONS: tuple[Option, ...] = (
     _o("print-command-line", None, F, "", "process",
        "With --uci: print the E-MailRelay command line each section means, then exit.",
        process_wide=True, extension=True),
+    # -- ours: connection policy, operations -----------------------------------------------
+    _o("max-connections", None, ONE, "count", "smtpserver",
+       "The most SMTP (and POP) connections served at once; more get a 421 reply "
+       "(0: no limit).", default="200", process_wide=True, extension=True),
+    _o("max-client-connections", None, ONE, "count", "smtpserver",
+       "The most connections served at once from one client address (0: no limit).",
+       default="50", process_wide=True, extension=True),
+    _o("shutdown-grace", None, ONE, "time", "process",
+       "Seconds that sessions in progress get to finish after SIGTERM or SIGINT.",
+       default="10", process_wide=True, extension=True),
+    _o("metrics-port", None, ONE, "port", "metrics",
+       "Serve Prometheus metrics at /metrics and a JSON health document at /health on "
+       "this HTTP port (off by default).", process_wide=True, extension=True),
+    _o("metrics-address", None, ONE, "ip-address", "metrics",
+       "The address the metrics port listens on.", default="127.0.0.1", process_wide=True,
+       extension=True),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -283,6 +299,7 @@ AREA_TITLES: dict[str, str] = {
     "smtpclient": "SMTP client options",
     "pop": "POP server options",
     "admin": "Admin server options",
+    "metrics": "Metrics and health options",
     "auth": "Authentication options",
     "tls": "TLS options",
     "filter": "Filter options",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from emailrelay.auth.client import parse_inline_account
@@ -11,6 +12,7 @@ from emailrelay.forward.address import AddressError, parse_forward_address
 from emailrelay.options.parser import CommandLine, Settings, UsageError
 from emailrelay.options.switches import CLIENT_SMTP_DEFAULTS, SERVER_SMTP_DEFAULTS, parse_switches
 from emailrelay.options.table import BY_NAME
+from emailrelay.policy.dnsbl import DnsblConfig, DnsblConfigError
 from emailrelay.tls.config import parse_tls_config
 from emailrelay.verify.spec import parse_spec
 
@@ -36,6 +38,13 @@ def _integer(low: int, high: int | None = None) -> Callable[[str], None]:
         if n < low or (high is not None and n > high):
             raise ValueError("out of range" if high is None else f"not between {low} and {high}")
     return check
+
+
+def _ip_address(text: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError("not an IP address") from None
 
 
 def keyword_list(allowed: tuple[str, ...]) -> Callable[[str], None]:
@@ -70,6 +79,11 @@ VALUE_CHECKS: dict[str, Callable[[str], None]] = {
     "retry-max-delay": _seconds,
     "retry-max-age": _seconds,
     "size": _integer(0),
+    "max-connections": _integer(0),
+    "max-client-connections": _integer(0),
+    "shutdown-grace": _seconds,
+    "metrics-port": _integer(1, 65535),
+    "metrics-address": _ip_address,
     "anonymous": keyword_list(ANONYMOUS_SCOPES),
     "log-format": keyword_list(LOG_FORMAT_FIELDS),
     "server-smtp-config": switch_list(SERVER_SMTP_DEFAULTS),
@@ -90,6 +104,7 @@ def validate(cl: CommandLine) -> list[str]:
         _check_forwarding(s)
         warnings.extend(_check_tls(s))
         warnings.extend(_check_auth(s))
+        _check_policy(s)
     return warnings
 
 
@@ -247,3 +262,19 @@ def _check_auth(s: Settings) -> list[str]:
             raise UsageError(f"invalid {d('client-auth')} value: {e}") from None
     return [f"pam authentication should be enabled with pam: rather than /pam ({d(name)})"
             for name in ("server-auth", "pop-auth") if s.value(name) == "/pam"]
+
+
+def _check_policy(s: Settings) -> None:
+    """E-MailRelay's checks on --dnsbl and --admin, and ours on the metrics port."""
+    d = s.describe
+    if s.has("admin-terminate") and not s.has("admin"):
+        raise UsageError(f"the {d('admin-terminate')} option requires {d('admin')}")
+    if s.has("metrics-address") and not s.has("metrics-port"):
+        raise UsageError(f"the {d('metrics-address')} option requires {d('metrics-port')}")
+    if s.has("dnsbl"):
+        if not s.has("remote-clients"):
+            raise UsageError(f"{d('dnsbl')} requires {d('remote-clients')} or -r")
+        try:
+            DnsblConfig.parse(",".join(s.values("dnsbl")))
+        except DnsblConfigError as e:
+            raise UsageError(f"invalid dnsbl configuration: {e}") from None

@@ -46,6 +46,9 @@ def quickack_function(writer: asyncio.StreamWriter) -> Callable[[], None] | None
     return lambda: sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
 BODY_TYPES = {"": "7bit", "7BIT": "7bit", "8BITMIME": "8bit", "BINARYMIME": "binarymime"}
+# Replies that refuse a message, and the reason counted for them (see SmtpContext.count).
+REFUSALS = {replies.SIZE_EXCEEDED: "size", replies.TOO_MANY_RECIPIENTS: "recipients",
+            replies.NUL_IN_DATA: "content", replies.HEADER_LINE_TOO_LONG: "content"}
 
 
 @dataclass
@@ -82,10 +85,13 @@ class SmtpContext:
     # The TLS feature's slot: the handshake after STARTTLS (writer, peer for the log).
     start_tls: Callable[[asyncio.StreamWriter, str], Awaitable[Upgraded]] | None = None
     auth_failure_delay: float = FAILURE_DELAY  # seconds before answering a failed AUTH
-    stats: dict[str, int] = field(default_factory=dict)
+    # Told what happens, for metrics and the admin interface: ("received", <message id>)
+    # and ("rejected", <reason>), see emailrelay.app.observer.
+    on_count: Callable[[str, str], None] | None = None
 
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
+    def count(self, name: str, detail: str = "") -> None:
+        if self.on_count is not None:
+            self.on_count(name, detail)
 
 
 class SmtpSession:
@@ -105,6 +111,12 @@ class SmtpSession:
         self._trace = log.isEnabledFor(15)
         self._quickack = quickack_function(writer)
         self.protocol.config.trace = self._trace
+        self._reading = False
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a command outside any transaction: may be stopped at shutdown."""
+        return self._reading and self.protocol.state in (proto.State.START, proto.State.IDLE)
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"
@@ -114,6 +126,12 @@ class SmtpSession:
             reason = "connection reset by peer"
         except TimeoutError:
             reason = f"no activity after {self.context.idle_timeout:g}s"
+        except asyncio.CancelledError:  # the process is stopping
+            reason = "service shutting down"
+            if not self.writer.is_closing():
+                self._queue(proto.Send([replies.SHUTTING_DOWN]))
+                self.writer.write(b"".join(self._out))
+            raise
         finally:
             self._discard_message()
             self.writer.close()
@@ -135,8 +153,10 @@ class SmtpSession:
             event = p.next_event()
             if event is proto.NEED_DATA:
                 await self._flush()
+                self._reading = True
                 data = await asyncio.wait_for(self.reader.read(READ_SIZE),
                                               self.context.idle_timeout or None)
+                self._reading = False
                 if self._quickack is not None:
                     self._quickack()
                 if data[:2] == b"\x16\x03" and self.tls is None and not p.helo_name:
@@ -145,6 +165,8 @@ class SmtpSession:
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
+                if event.lines[0] in REFUSALS:
+                    self.context.count("rejected", REFUSALS[event.lines[0]])
             elif isinstance(event, proto.MessageData):
                 self._write_content(event.data)
             elif isinstance(event, proto.MessageStart):
@@ -237,6 +259,7 @@ class SmtpSession:
         else:
             log.warning("rejecting recipient \"%s\": %s%s", printable(arg.raw), status.response,
                         f": {status.reason}" if status.reason != status.response else "")
+            self.context.count("rejected", "recipient")
             self.protocol.recipient_checked(accepted=False, reply=replies.rcpt_rejected(
                 arg.raw, status.response, temporary=status.temporary))
 
@@ -304,6 +327,7 @@ class SmtpSession:
     async def _store(self, t: proto.Transaction) -> str:
         message, self.message = self.message, None
         if message is None:
+            self.context.count("rejected", "storage")
             return self._write_failed or replies.TRANSACTION_FAILED
         message.envelope.body_type = BODY_TYPES.get(t.body, "unknown")
         ctx = self.context
@@ -315,7 +339,7 @@ class SmtpSession:
                 ok, reply = await ctx.before_publish(info)
                 if not ok:
                     message.abort()  # (a no-op if the hook kept the message as .bad)
-                    ctx.count("rejected")
+                    ctx.count("rejected", "filter")
                     return reply
                 await message.publish(ctx.committer, resync=True)
                 for callback in info.after_publish:
@@ -325,8 +349,9 @@ class SmtpSession:
         except OSError as e:
             self._storage_error(e)
             message.abort()
+            ctx.count("rejected", "storage")
             return self._write_failed or replies.TRANSACTION_FAILED
-        ctx.count("received")
+        ctx.count("received", message.id)
         log.info("smtp message stored: %s from <%s> to %d recipient%s (%d bytes, %.1f ms)",
                  message.id, t.mail_from, len(t.recipients),
                  "" if len(t.recipients) == 1 else "s", message.size,
