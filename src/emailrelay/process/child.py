@@ -91,7 +91,7 @@ async def run_program(argv: Sequence[str], timeout: float | None, *,
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_fd,
-            stderr=asyncio.subprocess.DEVNULL, env=MINIMAL_ENVIRONMENT, process_group=0,
+            stderr=asyncio.subprocess.DEVNULL, env=MINIMAL_ENVIRONMENT, start_new_session=True,
             close_fds=True)
     except OSError as e:
         os.close(read_fd)
