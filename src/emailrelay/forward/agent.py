@@ -32,6 +32,7 @@ from emailrelay.smtp import replies
 from emailrelay.smtp.session import StoredInfo
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError, StoredMessage
+from emailrelay.util.crashpoint import crash_point
 
 log = logging.getLogger("emailrelay.forward")
 
@@ -414,6 +415,7 @@ class Forwarder:
               report: RunReport) -> None:
         """Delete, fail (.bad) or release the message according to the outcome."""
         if outcome.result is proto.Result.DELIVERED and not outcome.rejected:
+            crash_point("forwarded")
             message.delete()
             report.delivered += 1
             return
