@@ -33,6 +33,8 @@ FAULTS = [
     ("slower than the response timeout", {"delay": {"MAIL": 3.0}},
      ["--response-timeout", "1"], "ready", "will retry in 60s: response timeout after 1s",
      None),
+    ("unsolicited reply after EHLO", {"ehlo": ["fake.example", "8BITMIME\r\n500 junk"]}, [],
+     "ready", "smtp client error: unexpected response: 500 junk", None),
     ("silent", {"greeting": None}, ["--prompt-timeout", "1", "--response-timeout", "1"],
      "ready", "smtp client error: response timeout after 1s", None),
 ]

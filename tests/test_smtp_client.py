@@ -564,3 +564,12 @@ def test_data_encoder_across_buffer_boundaries() -> None:
     out = enc.encode(b"a\r") + enc.encode(b"\n.b\r") + enc.encode(b"x") + enc.encode(b"\r\n")
     assert out + enc.finish() == b"a\r\n..b\r\nx\r\n.\r\n"
     assert enc.lines == 3
+
+
+def test_an_unsolicited_reply_read_with_the_ehlo_reply_withdraws_session_ready() -> None:
+    # Found by fuzzing: the adapter would call send_message() on a closed session.
+    d = Driver()
+    d.feed("220 relay.example ESMTP\r\n")
+    d.feed(EHLO_PLAIN + "500 unsolicited\r\n")
+    assert not d.of(c.SessionReady)
+    assert [e.error for e in d.of(c.Closed)] == ["unexpected response: 500 unsolicited"]

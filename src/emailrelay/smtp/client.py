@@ -423,6 +423,8 @@ class ClientProtocol:
 
     def _close(self, error: str | None) -> None:
         self.state = State.CLOSED
+        # A SessionReady still queued (replies that came in one read) is not true any more.
+        self._events = [e for e in self._events if not isinstance(e, SessionReady)]
         self._events.append(Closed(error))
 
     def _fail_connection(self, error: str) -> None:
