@@ -573,3 +573,11 @@ def test_an_unsolicited_reply_read_with_the_ehlo_reply_withdraws_session_ready()
     d.feed(EHLO_PLAIN + "500 unsolicited\r\n")
     assert not d.of(c.SessionReady)
     assert [e.error for e in d.of(c.Closed)] == ["unexpected response: 500 unsolicited"]
+
+
+def test_control_characters_in_a_reply_are_escaped() -> None:
+    # Found by fuzzing: a bare CR stayed in the reply text that goes to logs and envelopes.
+    parser = c.ReplyParser()
+    parser.feed(b"550 no\rsuch\x1b[31m user\r\n")
+    reply = parser.next_reply()
+    assert reply is not None and reply.lines == ("no\\x0dsuch\\x1b[31m user",)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Protocol
 
+from emailrelay.util.printable import printable
+
 REPLY_LINE_LIMIT = 4096  # octets in one reply line (RFC 5321 asks for 512)
 REPLY_SIZE_LIMIT = 64 * 1024  # octets in one multi-line reply
 BDAT_CHUNK_SIZE = 1 << 20
@@ -77,7 +79,9 @@ class ReplyParser:
                 return None
             raw = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[: end + 1]
-            reply = self._line(raw.decode("utf-8", "replace"))
+            # Escaped: a bare CR or other control character in a reply must not reach a
+            # log line, an envelope or (--immediate) our own client's reply.
+            reply = self._line(printable(raw.decode("utf-8", "replace")))
             if reply is not None:
                 return reply
 
