@@ -35,6 +35,8 @@ FAULTS = [
      None),
     ("unsolicited reply after EHLO", {"ehlo": ["fake.example", "8BITMIME\r\n500 junk"]}, [],
      "ready", "smtp client error: unexpected response: 500 junk", None),
+    ("421 read with the 354", {"data": "354 go\r\n421 4.3.0 bye"}, [], "ready",
+     "will retry in 60s: service not available: 421 4.3.0 bye", None),
     ("silent", {"greeting": None}, ["--prompt-timeout", "1", "--response-timeout", "1"],
      "ready", "smtp client error: response timeout after 1s", None),
 ]

@@ -581,3 +581,15 @@ def test_control_characters_in_a_reply_are_escaped() -> None:
     parser.feed(b"550 no\rsuch\x1b[31m user\r\n")
     reply = parser.next_reply()
     assert reply is not None and reply.lines == ("no\\x0dsuch\\x1b[31m user",)
+
+
+def test_a_close_read_with_the_354_withdraws_send_content() -> None:
+    # Found by fuzzing: the adapter would call content_sent() on a closed session.
+    d = Driver()
+    d.connect(EHLO_PLAIN)
+    d.send()
+    d.feed("250 ok\r\n")
+    d.feed("250 ok\r\n")
+    d.feed("354 go\r\n421 4.3.0 bye\r\n")
+    assert not d.of(c.SendContent)
+    assert d.outcome().result is c.Result.DEFERRED

@@ -427,8 +427,10 @@ class ClientProtocol:
 
     def _close(self, error: str | None) -> None:
         self.state = State.CLOSED
-        # A SessionReady still queued (replies that came in one read) is not true any more.
-        self._events = [e for e in self._events if not isinstance(e, SessionReady)]
+        # Requests still queued (replies that came in one read) are void: the adapter must
+        # not send content or a message, or start TLS, on a closed session.
+        self._events = [e for e in self._events
+                        if not isinstance(e, SessionReady | SendContent | SendChunk | StartTls)]
         self._events.append(Closed(error))
 
     def _fail_connection(self, error: str) -> None:
