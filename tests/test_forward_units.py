@@ -172,3 +172,10 @@ def test_requests_without_forward_to_are_ignored(tmp_path: Path) -> None:
         assert forwarder._run_task is None
 
     asyncio.run(scenario())
+
+
+def test_a_service_name_that_is_not_utf8_is_an_address_error() -> None:
+    # Found by fuzzing: bytes from the command line that are not UTF-8 (kept as surrogates)
+    # made getservbyname() raise UnicodeEncodeError, a traceback instead of a usage error.
+    with pytest.raises(AddressError, match="unknown port or service name"):
+        parse_forward_address("host:sm\udc8etp")
