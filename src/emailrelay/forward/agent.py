@@ -214,6 +214,7 @@ class Forwarder:
         for message_id in ids:
             envelope = self.spool.peek(message_id)
             if envelope is None:
+                self._set_aside_if_unreadable(message_id)
                 continue
             if not force and envelope.retry_after > now:
                 waiting += 1
@@ -236,6 +237,13 @@ class Forwarder:
         self._plan_retries()
         self.last_report = report
         return report
+
+    def _set_aside_if_unreadable(self, message_id: str) -> None:
+        """peek() failed: the envelope is gone, or lock() sets it aside as .bad and logs
+        why (else it would be skipped silently on every run)."""
+        message = self.spool.lock(message_id)
+        if message is not None:  # rewritten meanwhile and readable now: leave it queued
+            message.release()
 
     def _plan_retries(self) -> None:
         """Set the retry timer for the earliest message or smarthost that comes due."""
