@@ -8,6 +8,7 @@ folded RFC 2822 style (continuation lines start with a space or tab).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from emailrelay.util import xtext
@@ -115,7 +116,8 @@ class Envelope:
 
     def set_retry(self, count: int, after: float) -> None:
         self.set_extra_value(RETRY_COUNT, str(count) if count else None)
-        self.set_extra_value(RETRY_AFTER, str(int(after)) if count else None)
+        # Rounded up: a retry may come late by a fraction of a second, never early.
+        self.set_extra_value(RETRY_AFTER, str(math.ceil(after)) if count else None)
 
 
 def _fold(text: str) -> str:
