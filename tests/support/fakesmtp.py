@@ -45,6 +45,7 @@ class Received:
     content: bytes  # dot-stuffing removed
     connection: int = 0  # which connection (1, 2, ...) it arrived on
     confirmed: bool = False  # the client sent another command after our 2xx to its data
+    wire: bytes = b""  # the data as it came, dot-stuffed, ending with CRLF "." CRLF
 
 
 class FakeSmtpServer:
@@ -146,7 +147,7 @@ class FakeSmtpServer:
                     content = conn.read_data(drop_half_way=script.drop_in_data)
                     if content is None:
                         return
-                    received = Received(mail_from, rcpts, content, connection)
+                    received = Received(mail_from, rcpts, content, connection, wire=conn.wire)
                     if script.on_end is not None and not script.on_end(received):
                         return
                     self._reply(conn, "END", script.end)
@@ -181,6 +182,7 @@ class _Lines:
         self.sock = sock
         self.buffer = b""
         self.had_early_input = False
+        self.wire = b""  # the last data phase, raw
 
     def _fill(self) -> bool:
         data = self.sock.recv(65536)
@@ -211,11 +213,12 @@ class _Lines:
             return None
         while True:
             if self.buffer.startswith(b".\r\n"):
-                self.buffer = self.buffer[3:]
+                self.wire, self.buffer = b".\r\n", self.buffer[3:]
                 return b""
             end = self.buffer.find(b"\r\n.\r\n")
             if end >= 0:
                 raw, self.buffer = self.buffer[: end + 2], self.buffer[end + 5:]
+                self.wire = raw + b".\r\n"
                 raw = raw[1:] if raw.startswith(b".") else raw
                 return raw.replace(b"\r\n.", b"\r\n")
             if not self._fill():
