@@ -3,7 +3,8 @@
 ``--seconds N`` per target (default 120), ``--corpus DIR`` to keep and grow the corpora
 between runs (default: a temporary directory, seeded from :data:`targets.SEEDS`), target
 names to run only those.  Prints inputs run, coverage and crashes per target; crash inputs
-are kept in the corpus directory's ``crashes/``.  Exits 1 if any target crashed.
+are kept in ``--crashes DIR`` (default ``$TMPDIR/emailrelay-fuzz-crashes``).  Exits 1 if any
+target crashed.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DONE = re.compile(rb"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)\s+cov: (\d+)")
 
 
-def fuzz(target: str, seconds: int, corpus: Path) -> tuple[int, int, bool, str]:
-    """(inputs run, coverage, crashed, log tail) for one target."""
+def fuzz(target: str, seconds: int, corpus: Path,
+         crashes: Path) -> tuple[int, int, bool, str]:
+    """(inputs run, coverage, crashed, what went wrong) for one target."""
     inputs = corpus / target
-    crashes = corpus / "crashes"
     inputs.mkdir(parents=True, exist_ok=True)
-    crashes.mkdir(exist_ok=True)
+    crashes.mkdir(parents=True, exist_ok=True)
     for n, seed in enumerate(SEEDS[target]):
         (inputs / f"seed-{n}").write_bytes(seed)
     result = subprocess.run(
@@ -39,8 +40,11 @@ def fuzz(target: str, seconds: int, corpus: Path) -> tuple[int, int, bool, str]:
     stats = DONE.findall(output)
     runs, coverage = (int(stats[-1][0]), int(stats[-1][1])) if stats else (0, 0)
     crashed = result.returncode != 0
-    tail = output.decode(errors="replace")[-3000:] if crashed else ""
-    return runs, coverage, crashed, tail
+    text = output.decode(errors="replace")
+    start = max(text.find("=== Uncaught Python exception"), text.find("==ERROR"), 0)
+    report = "\n".join(line for line in text[start:].splitlines()
+                       if not line.startswith("#"))[-4000:] if crashed else ""
+    return runs, coverage, crashed, report
 
 
 def main() -> int:
@@ -48,6 +52,8 @@ def main() -> int:
     parser.add_argument("targets", nargs="*", choices=[[], *TARGETS], default=[])
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--crashes", type=Path,
+                        default=Path(tempfile.gettempdir()) / "emailrelay-fuzz-crashes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="emailrelay-fuzz-") as tmp:
         corpus = args.corpus or Path(tmp)
@@ -55,13 +61,13 @@ def main() -> int:
         total_runs, started = 0, time.monotonic()
         print(f"{'target':<22}{'inputs':>12}{'seconds':>9}{'coverage':>10}  result", flush=True)
         for target in args.targets or TARGETS:
-            runs, coverage, crashed, tail = fuzz(target, args.seconds, corpus)
+            runs, coverage, crashed, report = fuzz(target, args.seconds, corpus, args.crashes)
             total_runs += runs
             failed |= crashed
             print(f"{target:<22}{runs:>12,}{args.seconds:>9}{coverage:>10}  "
                   f"{'CRASH' if crashed else 'no crash'}", flush=True)
             if crashed:
-                print(tail)
+                print(report)
         print(f"{'total':<22}{total_runs:>12,}{time.monotonic() - started:>9.0f}")
     return 1 if failed else 0
 
