@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-installed
-APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6
+APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6 iproute2 procps
 
 .PHONY: run test lint bench apt clean crash fuzz soak
 
