@@ -45,8 +45,9 @@ bench: $(TEST_STAMP) apt
 	$(BIN)/python -m bench
 
 ## crash: 1,000 SIGKILLs of a store-and-forward relay under load, then the audit
+CRASH_KILLS ?= 1000
 crash: $(TEST_STAMP)
-	$(BIN)/python -m tests.support.crash --kills 1000
+	$(BIN)/python -m tests.support.crash --kills $(CRASH_KILLS)
 
 ## fuzz: atheris on every parser (FUZZ_SECONDS each), then hypothesis with a large budget
 FUZZ_SECONDS ?= 120
