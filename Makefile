@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-installed
-APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6 fail2ban netcat-openbsd telnet iproute2
+APT_PACKAGES := swaks postfix openssl curl spamassassin spamd dnsmasq-base shellcheck systemd fetchmail getmail6 fail2ban netcat-openbsd telnet iproute2 procps
 
-.PHONY: run test lint bench apt clean
+.PHONY: run test lint bench apt clean crash fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,23 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP) apt
 	$(BIN)/python -m bench
+
+## crash: 1,000 SIGKILLs of a store-and-forward relay under load, then the audit
+CRASH_KILLS ?= 1000
+crash: $(TEST_STAMP)
+	$(BIN)/python -m tests.support.crash --kills $(CRASH_KILLS)
+
+## fuzz: atheris on every parser (FUZZ_SECONDS each), then hypothesis with a large budget
+FUZZ_SECONDS ?= 120
+fuzz: $(TEST_STAMP)
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS)
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q --timeout 0 tests/test_fuzz_properties.py
+
+## soak: an hour of mixed load; figures and plot in bench/results/
+soak: $(TEST_STAMP) apt
+	$(BIN)/pip install -q -e '.[plot]'
+	$(BIN)/python -m bench soak
 
 clean:
 	rm -rf $(VENV) var

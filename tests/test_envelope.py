@@ -140,3 +140,14 @@ def test_xtext_round_trip(text: str) -> None:
 @given(st.text())
 def test_xtext_decode_never_fails(text: str) -> None:
     xtext.decode(text)
+
+
+def test_a_folded_line_in_any_field_is_written_folded_again() -> None:
+    # Found by fuzzing: a continuation line under X-MailRelay-Client was read with a newline
+    # in the value and written back raw, so the rewritten envelope (after a retry, say)
+    # could not be read any more.
+    text = E_MAILRELAY_26.replace(b"X-MailRelay-Client: ", b"X-MailRelay-Client: 127.0.0.\r\n 1")
+    env = parse(text)
+    again = parse(env.to_bytes())
+    assert again == env
+    assert b"X-MailRelay-Client: 127.0.0.\r\n 1" in env.to_bytes()

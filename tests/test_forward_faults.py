@@ -3,11 +3,15 @@ line, and exactly-once delivery once the server recovers."""
 
 from __future__ import annotations
 
+import itertools
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.fakesmtp import FakeSmtpServer, Script
+from tests.support.relay import free_port
 from tests.support.spooling import as_client, spool_message, spool_state
 
 CONTENT = b"Subject: test\r\n\r\n.leading dot\r\nbody\r\n"
@@ -30,9 +34,17 @@ FAULTS = [
     ("end of data 550", {"end": "550 5.6.0 content refused"}, [], "bad",
      "failed: 5.6.0 content refused", "550"),
     ("dropped in data", {"drop_in_data": True}, [], "ready", "will retry in 60s: ", None),
+    ("reset in data", {"drop_in_data": True, "reset_in_data": True}, [], "ready",
+     "will retry in 60s: ", None),
+    ("greeting 554", {"greeting": "554 5.3.2 no service"}, [], "ready",
+     "smtp client error: ", None),
     ("slower than the response timeout", {"delay": {"MAIL": 3.0}},
      ["--response-timeout", "1"], "ready", "will retry in 60s: response timeout after 1s",
      None),
+    ("unsolicited reply after EHLO", {"ehlo": ["fake.example", "8BITMIME\r\n500 junk"]}, [],
+     "ready", "smtp client error: unexpected response: 500 junk", None),
+    ("421 read with the 354", {"data": "354 go\r\n421 4.3.0 bye"}, [], "ready",
+     "will retry in 60s: service not available: 421 4.3.0 bye", None),
     ("silent", {"greeting": None}, ["--prompt-timeout", "1", "--response-timeout", "1"],
      "ready", "smtp client error: response timeout after 1s", None),
 ]
@@ -180,3 +192,83 @@ def test_unreachable_messages_past_the_maximum_age_go_to_bad(tmp_path: Path) -> 
     with FakeSmtpServer(Script(greeting="421 4.3.2 down")) as server:
         as_client(server.address, spool, "--retry-max-age", "5")
     assert spool_state(spool) == {old: "bad", new: "ready"}
+
+
+def retry_lines(spool: Path, message_id: str) -> tuple[int, float] | None:
+    text = (spool / f"{message_id}.envelope").read_text()
+    count = re.search(r"X-MailRelay-RetryCount: (\d+)", text)
+    after = re.search(r"X-MailRelay-RetryAfter: (\d+)", text)
+    return (int(count[1]), float(after[1])) if count and after else None
+
+
+@pytest.mark.parametrize("address,log_text", [
+    ("no-such-host.invalid:25", "smtp client error: cannot connect to no-such-host.invalid:25"),
+    ("127.0.0.1:{port}", "connection refused"),
+], ids=["name does not resolve", "connection refused"])
+def test_unreachable_smarthost_leaves_the_message_ready_without_retry_state(
+        tmp_path: Path, address: str, log_text: str) -> None:
+    """A failure to connect belongs to the smarthost (in-memory back-off), not to the
+    message: the envelope keeps no retry lines, and the message goes once it is back."""
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=CONTENT)
+    result = as_client(address.format(port=free_port()), spool)
+    assert result.returncode == 1
+    assert log_text in result.stderr.lower(), result.stderr
+    assert spool_state(spool) == {message_id: "ready"}
+    assert retry_lines(spool, message_id) is None
+    with FakeSmtpServer() as server:
+        assert as_client(server.address, spool).returncode == 0
+        assert [m.content for m in server.messages] == [CONTENT]
+    assert spool_state(spool) == {}
+
+
+def test_a_slow_server_within_the_response_timeout_gets_the_message(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool_message(spool, content=CONTENT)
+    with FakeSmtpServer(Script(delay={"greeting": 1.0, "MAIL": 1.0, "END": 1.5})) as server:
+        result = as_client(server.address, spool, "--response-timeout", "3")
+        assert result.returncode == 0, result.stderr
+        assert [m.content for m in server.messages] == [CONTENT]
+    assert spool_state(spool) == {}
+
+
+def test_the_retry_schedule_in_the_envelope_doubles_up_to_the_maximum(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=CONTENT)
+    with FakeSmtpServer(Script(end="451 4.3.0 try later")) as server:
+        for attempt, delay in enumerate([10, 20, 35, 35], 1):
+            result = as_client(server.address, spool, "--retry-delay", "10",
+                               "--retry-max-delay", "35")
+            assert f"will retry in {delay}s: 4.3.0 try later" in result.stderr
+            count, after = retry_lines(spool, message_id) or (0, 0.0)
+            assert count == attempt
+            assert abs(after - (time.time() + delay)) < 5
+        assert server.messages == []
+
+
+def test_a_running_relay_retries_on_schedule_then_delivers(tmp_path: Path,
+                                                          start_relay) -> None:
+    attempts: list[float] = []
+
+    def refuse(_message: object) -> bool:
+        attempts.append(time.monotonic())
+        return True
+
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=CONTENT)
+    with FakeSmtpServer(Script(end="451 4.3.0 try later", on_end=refuse)) as server:
+        relay = start_relay("--forward", "--forward-to", server.address, "--retry-delay", "1",
+                            "--retry-max-delay", "2", spool=spool)
+        deadline = time.monotonic() + 20
+        while len(attempts) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
+        # 1s, then 2s and 2s (capped); RetryAfter is a whole second rounded up, so a gap
+        # of d seconds is at least d and less than d + 1 (plus a little for the run itself).
+        assert len(gaps) == 3 and 0.9 <= gaps[0] <= 2.3, gaps
+        assert all(1.9 <= gap <= 3.3 for gap in gaps[1:]), gaps
+        assert (retry_lines(spool, message_id) or (0,))[0] >= 3
+        server.script = Script()  # the smarthost recovers
+        assert [m.content for m in server.wait_for(1)] == [CONTENT]
+        relay.wait_for_log("forwarding: no more messages to send")
+    assert spool_state(spool) == {}

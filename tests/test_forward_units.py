@@ -172,3 +172,18 @@ def test_requests_without_forward_to_are_ignored(tmp_path: Path) -> None:
         assert forwarder._run_task is None
 
     asyncio.run(scenario())
+
+
+def test_a_service_name_that_is_not_utf8_is_an_address_error() -> None:
+    # Found by fuzzing: bytes from the command line that are not UTF-8 (kept as surrogates)
+    # made getservbyname() raise UnicodeEncodeError, a traceback instead of a usage error.
+    with pytest.raises(AddressError, match="unknown port or service name"):
+        parse_forward_address("host:sm\udc8etp")
+
+
+def test_the_retry_time_is_rounded_up_never_down() -> None:
+    # Found by the retry-schedule test: "will retry in 1s" came after 0.1s, the stored
+    # whole second having been cut down.
+    envelope = Envelope(from_="a@b", to_remote=["c@d"])
+    envelope.set_retry(1, 1_800_000_000.2)
+    assert envelope.retry_after == 1_800_000_001

@@ -562,3 +562,9 @@ def test_deletions_happen_exactly_as_the_client_asked(script: list[str], quit_: 
         d.feed(b"")
     expected = [MESSAGES[n - 1] for n in sorted(marked)]
     assert d.committed == ([expected] if quit_ and expected else [])
+
+
+def test_user_does_not_echo_a_bare_cr_into_its_reply() -> None:
+    # Found by fuzzing: "USER x<CR>+OK fake" was echoed as it came.
+    d = driver()
+    assert d.feed(b"USER alice\r+OK fake\r\n") == ["+OK user: alice\\x0d+OK fake"]

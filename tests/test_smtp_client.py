@@ -584,3 +584,32 @@ def test_data_encoder_across_buffer_boundaries() -> None:
     out = enc.encode(b"a\r") + enc.encode(b"\n.b\r") + enc.encode(b"x") + enc.encode(b"\r\n")
     assert out + enc.finish() == b"a\r\n..b\r\nx\r\n.\r\n"
     assert enc.lines == 3
+
+
+def test_an_unsolicited_reply_read_with_the_ehlo_reply_withdraws_session_ready() -> None:
+    # Found by fuzzing: the adapter would call send_message() on a closed session.
+    d = Driver()
+    d.feed("220 relay.example ESMTP\r\n")
+    d.feed(EHLO_PLAIN + "500 unsolicited\r\n")
+    assert not d.of(c.SessionReady)
+    assert [e.error for e in d.of(c.Closed)] == ["unexpected response: 500 unsolicited"]
+
+
+def test_control_characters_in_a_reply_are_escaped() -> None:
+    # Found by fuzzing: a bare CR stayed in the reply text that goes to logs and envelopes.
+    parser = c.ReplyParser()
+    parser.feed(b"550 no\rsuch\x1b[31m user\r\n")
+    reply = parser.next_reply()
+    assert reply is not None and reply.lines == ("no\\x0dsuch\\x1b[31m user",)
+
+
+def test_a_close_read_with_the_354_withdraws_send_content() -> None:
+    # Found by fuzzing: the adapter would call content_sent() on a closed session.
+    d = Driver()
+    d.connect(EHLO_PLAIN)
+    d.send()
+    d.feed("250 ok\r\n")
+    d.feed("250 ok\r\n")
+    d.feed("354 go\r\n421 4.3.0 bye\r\n")
+    assert not d.of(c.SendContent)
+    assert d.outcome().result is c.Result.DEFERRED

@@ -362,3 +362,12 @@ def test_stuffed_lines_come_back_unchanged(lines: list[bytes]) -> None:
             len(line) > 998 for line in lines):
         return
     assert d.messages == [body]
+
+
+def test_vrfy_does_not_echo_a_bare_cr_or_lf_into_its_reply() -> None:
+    # Found by fuzzing: "VRFY x<LF>250 fake" gave a reply that a client reading LF-ended
+    # lines saw as two replies.
+    d = driver()
+    d.feed(b"EHLO c\r\n")
+    assert d.feed(b"VRFY x\n250 fake\rline\r\n") == [
+        "252 cannot verify but will accept: x\\x0a250 fake\\x0dline"]

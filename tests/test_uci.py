@@ -562,3 +562,13 @@ def test_server_tls_with_a_key_and_a_full_chain(tmp_path: Path) -> None:
         smtp.starttls(context=context)
         assert smtp.sock.version() is not None
         assert smtp.noop()[0] == 250
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("space", ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u2028", "\u3000"])
+def test_a_character_only_python_calls_space_ends_in_an_error_not_a_hang(space: str) -> None:
+    # Found by fuzzing: "\x0c\x1c" made the parser loop for ever (one side of it skipped
+    # only ASCII blanks, the other stopped at anything str.isspace() knows).
+    with pytest.raises(UciError, match="invalid command"):
+        parse(f"\x0c{space}\n", "x")
+    assert parse(f"config emailrelay main\n\toption port 25{space}\n", "x").sections[0]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import socketserver
+import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.support.relay import free_port
@@ -29,6 +31,10 @@ class Script:
     data: str = "354 go ahead"
     end: str = "250 2.0.0 queued"
     drop_in_data: bool = False  # close the connection half-way through the content
+    reset_in_data: bool = False  # with drop_in_data: send a TCP reset, not a clean close
+    # Called with each complete message before the reply to its data: False drops the
+    # connection without a reply (a far side whose 250 is never sent).
+    on_end: Callable[[Received], bool] | None = None
     delay: dict[str, float] = field(default_factory=dict)  # step -> seconds before reply
 
 
@@ -37,6 +43,9 @@ class Received:
     mail_from: str
     recipients: list[str]
     content: bytes  # dot-stuffing removed
+    connection: int = 0  # which connection (1, 2, ...) it arrived on
+    confirmed: bool = False  # the client sent another command after our 2xx to its data
+    wire: bytes = b""  # the data as it came, dot-stuffed, ending with CRLF "." CRLF
 
 
 class FakeSmtpServer:
@@ -92,8 +101,10 @@ class FakeSmtpServer:
     def _serve(self, sock: socket.socket) -> None:
         with self.lock:
             self.connections += 1
+            connection = self.connections
         script = self.script
         conn = _Lines(sock)
+        accepted: list[Received] = []  # here, not yet confirmed by a later command
         try:
             self._reply(conn, "greeting", script.greeting)
             if script.greeting is None:
@@ -107,6 +118,9 @@ class FakeSmtpServer:
                 verb = line.split(" ", 1)[0].upper()
                 with self.lock:
                     self.commands.append(line)
+                    for message in accepted:
+                        message.confirmed = True
+                    accepted.clear()
                 if verb in ("EHLO", "HELO"):
                     lines = script.ehlo if verb == "EHLO" else ["fake.example"]
                     self._reply(conn, verb, "\r\n".join(
@@ -127,13 +141,20 @@ class FakeSmtpServer:
                     self._reply(conn, "DATA", script.data)
                     if not script.data.startswith("354"):
                         continue
+                    if script.drop_in_data and script.reset_in_data:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
                     content = conn.read_data(drop_half_way=script.drop_in_data)
                     if content is None:
+                        return
+                    received = Received(mail_from, rcpts, content, connection, wire=conn.wire)
+                    if script.on_end is not None and not script.on_end(received):
                         return
                     self._reply(conn, "END", script.end)
                     if script.end.startswith("2"):
                         with self.lock:
-                            self.messages.append(Received(mail_from, rcpts, content))
+                            self.messages.append(received)
+                            accepted.append(received)
                 elif verb == "QUIT":
                     self._reply(conn, "QUIT", "221 bye")
                     return
@@ -161,6 +182,7 @@ class _Lines:
         self.sock = sock
         self.buffer = b""
         self.had_early_input = False
+        self.wire = b""  # the last data phase, raw
 
     def _fill(self) -> bool:
         data = self.sock.recv(65536)
@@ -191,11 +213,12 @@ class _Lines:
             return None
         while True:
             if self.buffer.startswith(b".\r\n"):
-                self.buffer = self.buffer[3:]
+                self.wire, self.buffer = b".\r\n", self.buffer[3:]
                 return b""
             end = self.buffer.find(b"\r\n.\r\n")
             if end >= 0:
                 raw, self.buffer = self.buffer[: end + 2], self.buffer[end + 5:]
+                self.wire = raw + b".\r\n"
                 raw = raw[1:] if raw.startswith(b".") else raw
                 return raw.replace(b"\r\n.", b"\r\n")
             if not self._fill():

@@ -39,7 +39,8 @@ class Relay:
     """One ``emailrelay`` process in the foreground, logging to a file."""
 
     def __init__(self, tmp: Path, *args: str, port: int | None = None,
-                 spool: Path | None = None, wait: bool = True, name: str = "relay") -> None:
+                 spool: Path | None = None, wait: bool = True, name: str = "relay",
+                 env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.spool = spool or tmp / f"{name}-spool"
@@ -48,8 +49,10 @@ class Relay:
         self.args = ["--no-daemon", "--log", "--verbose", "--user", "root", *interface,
                      "--port", str(self.port), "--spool-dir", str(self.spool), *args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.process = subprocess.Popen([*emailrelay_command(), *self.args], stdout=self._log,
-                                        stderr=subprocess.STDOUT, cwd=tmp)
+        # prefix: a wrapper such as "ip netns exec <name>" (it must exec the program).
+        self.process = subprocess.Popen(
+            [*(prefix or []), *emailrelay_command(), *self.args], stdout=self._log,
+            stderr=subprocess.STDOUT, cwd=tmp, env=None if env is None else {**os.environ, **env})
         if wait:
             self.wait_listening()
 

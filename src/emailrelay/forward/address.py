@@ -45,7 +45,7 @@ def _port(service: str, text: str) -> int:
         raise AddressError(f"invalid port number in \"{text}\"")
     try:
         return socket.getservbyname(service, "tcp")
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: bytes that are not UTF-8
         raise AddressError(f"unknown port or service name \"{service}\" in \"{text}\"") from None
 
 

@@ -39,6 +39,7 @@ from emailrelay.smtp.session import StoredInfo
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError, StoredMessage
 from emailrelay.tls.profiles import ClientTls
+from emailrelay.util.crashpoint import crash_point
 
 log = logging.getLogger("emailrelay.forward")
 
@@ -237,6 +238,7 @@ class Forwarder:
         for message_id in ids:
             envelope = self.spool.peek(message_id)
             if envelope is None:
+                self._set_aside_if_unreadable(message_id)
                 continue
             if not force and envelope.retry_after > now:
                 waiting += 1
@@ -259,6 +261,13 @@ class Forwarder:
         self._plan_retries()
         self.last_report = report
         return report
+
+    def _set_aside_if_unreadable(self, message_id: str) -> None:
+        """peek() failed: the envelope is gone, or lock() sets it aside as .bad and logs
+        why (else it would be skipped silently on every run)."""
+        message = self.spool.lock(message_id)
+        if message is not None:  # rewritten meanwhile and readable now: leave it queued
+            message.release()
 
     def _plan_retries(self) -> None:
         """Set the retry timer for the earliest message or smarthost that comes due."""
@@ -486,6 +495,7 @@ class Forwarder:
               report: RunReport) -> None:
         """Delete, fail (.bad) or release the message according to the outcome."""
         if outcome.result is proto.Result.DELIVERED and not outcome.rejected:
+            crash_point("forwarded")
             message.delete()
             report.delivered += 1
             return

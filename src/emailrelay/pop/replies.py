@@ -8,6 +8,8 @@ password when the maildrop is busy.
 
 from __future__ import annotations
 
+from emailrelay.util.printable import printable
+
 GREETING = "+OK POP3 server ready"
 CAPABILITIES = "+OK capability list follows"
 SIGNING_OFF = "+OK signing off"
@@ -45,7 +47,8 @@ def greeting(apop_challenge: str | None) -> str:
 
 
 def user_ok(name: str) -> str:
-    return f"+OK user: {name}"
+    # The client's own text: a bare CR or LF in it must not split the reply.
+    return f"+OK user: {printable(name)}"
 
 
 def maildrop(count: int, octets: int) -> str:

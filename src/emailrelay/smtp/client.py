@@ -28,6 +28,7 @@ from enum import Enum, auto
 from typing import Protocol
 
 from emailrelay.util import xtext
+from emailrelay.util.printable import printable
 
 REPLY_LINE_LIMIT = 4096  # octets in one reply line (RFC 5321 asks for 512)
 REPLY_SIZE_LIMIT = 64 * 1024  # octets in one multi-line reply
@@ -84,7 +85,9 @@ class ReplyParser:
                 return None
             raw = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[: end + 1]
-            reply = self._line(raw.decode("utf-8", "replace"))
+            # Escaped: a bare CR or other control character in a reply must not reach a
+            # log line, an envelope or (--immediate) our own client's reply.
+            reply = self._line(printable(raw.decode("utf-8", "replace")))
             if reply is not None:
                 return reply
 
@@ -436,6 +439,10 @@ class ClientProtocol:
 
     def _close(self, error: str | None) -> None:
         self.state = State.CLOSED
+        # Requests still queued (replies that came in one read) are void: the adapter must
+        # not send content or a message, or start TLS, on a closed session.
+        self._events = [e for e in self._events
+                        if not isinstance(e, SessionReady | SendContent | SendChunk | StartTls)]
         self._events.append(Closed(error))
 
     def _fail_connection(self, error: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from emailrelay.util.printable import printable
+
 SOFTWARE = "E-MailRelay V2.6"
 
 
@@ -86,7 +88,8 @@ def bdat_chunk_ok(size: int) -> str:
 
 
 def vrfy_remote(address: str) -> str:
-    return f"252 cannot verify but will accept: {address}"
+    # The client's own text: a bare CR or LF in it must not split the reply.
+    return f"252 cannot verify but will accept: {printable(address)}"
 
 
 def filter_failure(response: str, code: int | None) -> str:

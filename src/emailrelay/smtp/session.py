@@ -24,6 +24,7 @@ from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
 from emailrelay.tls.upgrade import TlsHandshakeError, TlsInfo, Upgraded, hold_input
+from emailrelay.util.crashpoint import crash_point
 from emailrelay.util.printable import printable
 from emailrelay.verify.base import Verifier, VerifierStatus, VerifyQuery
 
@@ -356,6 +357,7 @@ class SmtpSession:
                  message.id, t.mail_from, len(t.recipients),
                  "" if len(t.recipients) == 1 else "s", message.size,
                  (time.monotonic() - started) * 1000)
+        crash_point("stored")
         if ctx.on_stored is not None:
             ctx.on_stored(info)
         if ctx.after_store is not None:

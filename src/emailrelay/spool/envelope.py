@@ -8,6 +8,7 @@ folded RFC 2822 style (continuation lines start with a space or tab).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from emailrelay.util import xtext
@@ -70,7 +71,7 @@ class Envelope:
             *(("To-Remote", to) for to in self.to_remote),
             ("Authentication", xtext.encode(self.authentication)),
             ("Client", self.client),
-            ("ClientCertificate", _fold(self.client_certificate)),
+            ("ClientCertificate", self.client_certificate.strip().replace("\r", "")),
             ("MailFromAuthIn", _xnormalise(self.mail_from_auth_in)),
             ("MailFromAuthOut", _xnormalise(self.mail_from_auth_out)),
             ("ForwardTo", _xnormalise(self.forward_to)),
@@ -79,7 +80,7 @@ class Envelope:
             ("Utf8MailboxNames", "1" if self.utf8_mailbox_names else "0"),
             ("End", "1"),
         ]
-        text = "".join(f"{PREFIX}{key}: {value}\r\n" for key, value in lines)
+        text = "".join(f"{PREFIX}{key}: {_refold(value)}\r\n" for key, value in lines)
         text += "".join(line + "\r\n" for line in self.extra)
         return text.encode("utf-8", "surrogateescape")
 
@@ -115,11 +116,14 @@ class Envelope:
 
     def set_retry(self, count: int, after: float) -> None:
         self.set_extra_value(RETRY_COUNT, str(count) if count else None)
-        self.set_extra_value(RETRY_AFTER, str(int(after)) if count else None)
+        # Rounded up: a retry may come late by a fraction of a second, never early.
+        self.set_extra_value(RETRY_AFTER, str(math.ceil(after)) if count else None)
 
 
-def _fold(text: str) -> str:
-    return text.strip().replace("\r", "").replace("\n", "\r\n ")
+def _refold(value: str) -> str:
+    """A value read from folded lines holds newlines: fold it again, or it would break the
+    line structure of the file written."""
+    return value.replace("\n", "\r\n ")
 
 
 def _xnormalise(text: str) -> str:

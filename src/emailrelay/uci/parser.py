@@ -151,6 +151,9 @@ def _set(section: Section, command: str, name: str, value: str, line: int) -> No
         existing.is_list, existing.line = True, line
 
 
+_SPACE = " \t\r\f\v"  # what C's isspace() in libuci skips, newline apart
+
+
 def _commands(text: str, path: str) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, words) for each command."""
     i, n, line = 0, len(text), 1
@@ -164,7 +167,7 @@ def _commands(text: str, path: str) -> Iterator[tuple[int, list[str]]]:
                 words = []
             line += c == "\n"
             i += 1
-        elif c in " \t\r\f\v":
+        elif c in _SPACE:
             i += 1
         elif c == "#":
             end = text.find("\n", i)
@@ -196,7 +199,7 @@ def _word(text: str, i: int, line: int, path: str) -> tuple[str, int, int]:
             i, line = _double_quoted(text, i + 1, line, out, path)
         elif c == "\\":
             i, line = _backslash(text, i, line, out)
-        elif c.isspace() or c in "#;":
+        elif c in _SPACE or c in "\n#;":  # not str.isspace(): it knows \x1c and friends
             break
         else:
             out.append(c)
