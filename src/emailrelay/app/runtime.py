@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,7 +20,7 @@ from emailrelay.app.instance import Instance
 from emailrelay.app.services import Services
 from emailrelay.logs import setup as logsetup
 from emailrelay.net.listen import ListenError, ListenSpec, open_socket
-from emailrelay.options.parser import CommandLine
+from emailrelay.options.parser import CommandLine, make_paths_absolute
 from emailrelay.process.daemon import (
     Readiness,
     StartupError,
@@ -75,6 +76,9 @@ class Runtime:
         # Until the event loop handles SIGHUP, one must not kill us (a handler, not
         # SIG_IGN, which filter programs would inherit).
         signal.signal(signal.SIGHUP, lambda *_: None)
+        daemon = not p.flag("no-daemon")
+        if daemon:
+            make_paths_absolute(self.cl, os.getcwd())  # the daemon will work in /
         logsetup.configure(log_settings(self.cl))
         committer = GroupCommitter()
         try:
@@ -94,7 +98,6 @@ class Runtime:
             print(f"{program_name()}: nothing to do", file=sys.stderr)
             return EXIT_ERROR
         self.quit_when_sent = all(i.quit_when_sent for i in self.instances)
-        daemon = not p.flag("no-daemon")
         readiness = Readiness() if daemon else None
         if readiness is not None:
             committer.close()  # threads do not survive fork: make a new pool afterwards
