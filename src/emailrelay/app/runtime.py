@@ -56,6 +56,15 @@ def log_settings(cl: CommandLine) -> logsetup.LogSettings:
         quiet_stderr=not p.flag("no-daemon") and p.flag("close-stderr"))
 
 
+def startup_error(error: Exception) -> None:
+    """``emailrelay: error: ...`` on standard error (and in the log), as E-MailRelay."""
+    if isinstance(error, OSError) and error.strerror:
+        text = f'"{error.filename}": {error.strerror}' if error.filename else error.strerror
+    else:
+        text = str(error)
+    logsetup.startup_error(text, program_name())
+
+
 class Runtime:
     def __init__(self, cl: CommandLine) -> None:
         self.cl = cl
@@ -89,14 +98,14 @@ class Runtime:
                 self.metrics_socket = open_socket(ListenSpec(
                     "metrics", p.value("metrics-address"), p.int("metrics-port") or 0))
         except ListenError as e:
-            log.error("%s", e)
+            startup_error(e)
             return EXIT_BIND if e.bind_failure else EXIT_ERROR
         except (SpoolError, StartupError) as e:
-            log.error("%s", e)
+            startup_error(e)
             return EXIT_ERROR
         if not any(i.listeners or i.forwards for i in self.instances):
             print(f"{program_name()}: nothing to do", file=sys.stderr)
-            return EXIT_ERROR
+            return EXIT_OK  # as E-MailRelay: a message, not a failure
         self.quit_when_sent = all(i.quit_when_sent for i in self.instances)
         readiness = Readiness() if daemon else None
         if readiness is not None:
@@ -115,7 +124,7 @@ class Runtime:
             for path in pid_files:
                 write_pid_file(path)
         except (StartupError, SpoolError, OSError) as e:
-            log.error("%s", e)
+            startup_error(e)
             if readiness is not None:
                 readiness.ready(False)
             return EXIT_ERROR
@@ -143,7 +152,7 @@ class Runtime:
                 await instance.start()
             await self._start_endpoint()
         except OSError as e:
-            log.error("%s", e)
+            startup_error(e)
             if readiness is not None:
                 readiness.ready(False)
             return EXIT_ERROR

@@ -178,6 +178,20 @@ def _syslog_handler(settings: LogSettings) -> logging.Handler | None:
     return None
 
 
+def startup_error(text: str, program: str = "emailrelay") -> None:
+    """A failure that stops the program at start-up.
+
+    It goes to standard error as E-MailRelay prints it (``emailrelay: error: <text>``,
+    whatever --log-file says), and to the log file and syslog as well.
+    """
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (text,), None)
+    for handler in log.handlers:
+        if not (isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr):
+            handler.handle(record)
+    sys.stderr.write(f"{program}: error: {text}\n")
+    sys.stderr.flush()
+
+
 def reopen_files() -> None:
     for handler in log.handlers:
         if isinstance(handler, DatedFileHandler):
