@@ -220,8 +220,15 @@ def parse(argv: Sequence[str], *, read_config: bool = True) -> CommandLine:
     if positional:
         config_file = positional[0]
         if read_config:
-            # The command line comes last so that it can override the file.
-            raw = read_config_file(config_file) + raw
+            # The command line comes last so that it can override the file, except that
+            # repeatable options list the command line's values first, as E-MailRelay
+            # does (so that a start-up script's --pid-file is the one used).
+            def many(r: RawOption) -> bool:
+                opt = _lookup(r.name)
+                return opt is not None and opt.arity is Arity.MANY
+
+            raw = ([r for r in raw if many(r)] + read_config_file(config_file)
+                   + [r for r in raw if not many(r)])
     return build(raw, config_file)
 
 
