@@ -136,7 +136,7 @@ def test_ipv6_smarthost(tmp_path: Path) -> None:
         result = as_client(f"[::1]:{server.port}", spool)
         assert result.returncode == 0, result.stderr
         server.wait_for(1)
-        assert f"smtp connection to [::1]:{server.port}" in result.stderr
+        assert f"smtp connection to ::1.{server.port}" in result.stderr
 
 
 def test_socks4a_proxy_resolves_the_smarthost_name(tmp_path: Path) -> None:

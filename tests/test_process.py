@@ -111,7 +111,7 @@ def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
         pytest.skip("no IPv6 on this host")
     relay = Relay(tmp_path, "--interface", "::1", wait=False)
     try:
-        relay.wait_for_log("smtp server on [::1]:")
+        relay.wait_for_log("smtp server on ::1.")  # E-MailRelay's form
         with smtplib.SMTP("::1", relay.port) as client:
             client.sendmail("a@x", ["b@x"], b"Subject: v6\r\n\r\nhi\r\n")
         relay.wait_for_log("smtp message stored")
