@@ -163,13 +163,12 @@ def configure(settings: LogSettings) -> None:
 SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog")
 
 
-def _syslog_handler(settings: LogSettings,
-                    sockets: tuple[str, ...] = SYSLOG_SOCKETS) -> logging.Handler | None:
+def _syslog_handler(settings: LogSettings) -> logging.Handler | None:
     """Syslog lines as E-MailRelay sends them: the whole log line, program name included
     (``emailrelay[<pid>]: emailrelay: warning: ...``), which its fail2ban filter expects."""
     facility = logging.handlers.SysLogHandler.facility_names.get(
         settings.syslog_facility, logging.handlers.SysLogHandler.LOG_MAIL)
-    for address in sockets:
+    for address in SYSLOG_SOCKETS:
         if os.path.exists(address):
             try:
                 handler = logging.handlers.SysLogHandler(address=address, facility=facility)
