@@ -15,28 +15,6 @@ import pytest
 from tests.support.relay import Relay, emailrelay_command, free_port, run_emailrelay, wait_for_port
 
 
-def test_daemon_writes_pid_file_after_binding_and_removes_it_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    pid_file = tmp_path / "run" / "emailrelay.pid"
-    result = run_emailrelay("--as-server", "--user", "root", "--port", str(port), "--interface",
-                            "127.0.0.1", "--spool-dir", str(tmp_path / "spool"), "--pid-file",
-                            str(pid_file), "--no-syslog")
-    pid = int(pid_file.read_text())
-    try:
-        # The parent returns 0 once the daemon is up; normal operation prints nothing.
-        assert result.returncode == 0
-        assert result.stdout == "" and result.stderr == ""
-        wait_for_port(port)
-        with smtplib.SMTP("127.0.0.1", port) as client:
-            assert client.noop()[0] == 250
-    finally:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_file.exists()
-
-
 def test_bind_failure_exits_with_code_2(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

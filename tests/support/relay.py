@@ -39,7 +39,8 @@ class Relay:
     """One ``emailrelay`` process in the foreground, logging to a file."""
 
     def __init__(self, tmp: Path, *args: str, port: int | None = None,
-                 spool: Path | None = None, wait: bool = True, name: str = "relay") -> None:
+                 spool: Path | None = None, wait: bool = True, name: str = "relay",
+                 command: list[str] | None = None) -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.spool = spool or tmp / f"{name}-spool"
@@ -48,7 +49,8 @@ class Relay:
         self.args = ["--no-daemon", "--log", "--verbose", "--user", "root", *interface,
                      "--port", str(self.port), "--spool-dir", str(self.spool), *args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.process = subprocess.Popen([*emailrelay_command(), *self.args], stdout=self._log,
+        self.process = subprocess.Popen([*(command or emailrelay_command()), *self.args],
+                                        stdout=self._log,
                                         stderr=subprocess.STDOUT, cwd=tmp)
         if wait:
             self.wait_listening()
