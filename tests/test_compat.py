@@ -443,6 +443,23 @@ def test_filter_rejections_are_logged_with_the_reason(start_relay, tmp_path: Pat
                      r"failed response=\[go away\] reason=\[spam score 9\]$", log, re.M)
 
 
+def test_forwarding_log_lines(start_relay, capture: CaptureServer) -> None:
+    relay = start_relay("--filter", "exit:103", "--forward-to", capture.address)
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+    capture.wait_for(1)
+    log = relay.wait_for_log("no more messages to send")
+    (message_id,) = re.findall(r"filter \[exit:103\]: \[(\S+)\]: ok \+rescan", log)
+    lines = [line for line in log.splitlines()
+             if line.startswith(("emailrelay: info: forwarding", "emailrelay: info: smtp "
+                                 "connection to"))]
+    assert lines == [f"emailrelay: info: forwarding to {capture.address}",
+                     "emailrelay: info: forwarding: [rescan]",
+                     f"emailrelay: info: smtp connection to {capture.address}",
+                     f"emailrelay: info: forwarding [{message_id}]",
+                     "emailrelay: info: forwarding: no more messages to send"]
+
+
 # -- spool -----------------------------------------------------------------------------------
 
 def test_sequence_numbers_start_at_one_in_each_process(start_relay) -> None:
