@@ -85,12 +85,6 @@ def test_semantic_error_exit_code_and_wording() -> None:
     assert "emailrelay: usage error: --forward requires --forward-to" in result.stderr
 
 
-def test_nothing_to_do() -> None:
-    result = run_emailrelay("--dont-serve", "--no-daemon", "--spool-dir", "/tmp")
-    assert result.returncode == 1
-    assert "emailrelay: nothing to do" in result.stderr
-
-
 def test_exponential_back_off() -> None:
     policy = RetryPolicy(first_delay=60, max_delay=600, max_age=3600)
     assert [policy.delay(n) for n in range(6)] == [0, 60, 120, 240, 480, 600]

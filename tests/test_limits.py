@@ -47,16 +47,16 @@ def test_zero_means_no_limit() -> None:
 def test_status_report() -> None:
     registry = ConnectionRegistry()
     registry.add_listener("smtp", "0.0.0.0:25")
-    registry.add_listener("admin", "[::1]:10026")
+    registry.add_listener("admin", "::1.10026")
     smtp = registry.admit("smtp", ("192.0.2.10", "25"), ("192.0.2.1", "4000"))
     registry.admit("admin", ("::1", "10026"), ("::1", "5000"))
     out = registry.outgoing(("192.0.2.10", "6000"), "192.0.2.99:25")
     assert isinstance(smtp, Connection)
     registry.close(smtp)
     assert registry.report() == [
-        "LISTEN: 0.0.0.0:25", "LISTEN: [::1]:10026",
+        "LISTEN: 0.0.0.0:25", "LISTEN: ::1.10026",
         "OUT started: 1", "OUT finished: 0", "OUT: 192.0.2.10:6000 -> 192.0.2.99:25",
-        "IN started: 2", "IN finished: 1", "IN: [::1]:10026 <- [::1]:5000"]
+        "IN started: 2", "IN finished: 1", "IN: ::1.10026 <- ::1.5000"]
     registry.close(out)
     assert "OUT finished: 1" in registry.report()
 

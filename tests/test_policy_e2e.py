@@ -47,7 +47,7 @@ def start(start_relay, *args: str):
     port, admin = free_port(), free_port()
     relay = start_relay("--interface", f"smtp={HOST4},smtp={HOST6},admin=127.0.0.1",
                         "--admin", str(admin), *args, port=port, wait=False)
-    relay.wait_for_log(f"smtp server on [{HOST6}]:{port}")
+    relay.wait_for_log(f"smtp server on {HOST6}.{port}")  # E-MailRelay's form
     relay.admin_port = admin
     return relay
 

@@ -112,7 +112,7 @@ def driver(**kw: object) -> Driver:
 def logged_in(user: str = "alice", password: str = "secret", **kw: object) -> Driver:
     d = driver(**kw)
     d.say(f"USER {user}")
-    assert d.say(f"PASS {password}") == ["+OK maildrop has 3 messages (86 octets)"]
+    assert d.say(f"PASS {password}") == ["+OK"]
     return d
 
 
@@ -155,7 +155,7 @@ def test_no_user_capability_without_server_accounts() -> None:
 def test_user_pass_login_opens_the_maildrop() -> None:
     d = driver()
     assert d.say("USER alice") == ["+OK user: alice"]
-    assert d.say("PASS secret") == ["+OK maildrop has 3 messages (86 octets)"]
+    assert d.say("PASS secret") == ["+OK"]
     assert d.opened == ["alice"] and d.protocol.state is State.TRANSACTION
     assert d.protocol.user == "alice"
     assert d.outcomes == [proto.Outcome(True, "alice", "PLAIN")]
@@ -164,13 +164,13 @@ def test_user_pass_login_opens_the_maildrop() -> None:
 def test_pass_keeps_spaces_in_the_password() -> None:
     d = driver(secrets="server plain bob my+20pass+20\n")
     d.say("USER bob")
-    assert d.say("PASS my pass ")[0].startswith("+OK maildrop")
+    assert d.say("PASS my pass ") == ["+OK"]
 
 
 def test_user_pass_with_an_md5_secret() -> None:
     d = driver()
     d.say("USER carol")
-    assert d.say("PASS my password")[0].startswith("+OK maildrop")
+    assert d.say("PASS my password") == ["+OK"]
 
 
 def test_wrong_password_then_right_one() -> None:
@@ -180,7 +180,7 @@ def test_wrong_password_then_right_one() -> None:
     assert d.outcomes[-1] == proto.Outcome(False, "alice", "PLAIN", "wrong password")
     assert d.protocol.state is State.AUTHORIZATION and d.opened == []
     d.say("USER alice")
-    assert d.say("PASS secret")[0].startswith("+OK maildrop")
+    assert d.say("PASS secret") == ["+OK"]
 
 
 def test_three_failed_logins_close_the_connection() -> None:
@@ -215,7 +215,7 @@ def apop_digest(password: bytes, challenge: str = APOP_CHALLENGE) -> str:
 
 def test_apop_login() -> None:
     d = driver()
-    assert d.say(f"APOP alice {apop_digest(b'secret')}")[0].startswith("+OK maildrop")
+    assert d.say(f"APOP alice {apop_digest(b'secret')}") == ["+OK"]
     assert d.outcomes == [proto.Outcome(True, "alice", "APOP")]
 
 
@@ -246,14 +246,14 @@ def test_auth_without_a_mechanism_lists_them() -> None:
 
 def test_auth_plain_with_an_initial_response() -> None:
     d = driver()
-    assert d.say("AUTH PLAIN " + b64(b"\0alice\0secret"))[0].startswith("+OK maildrop")
+    assert d.say("AUTH PLAIN " + b64(b"\0alice\0secret")) == ["+OK"]
     assert "AUTH PLAIN" in d.traces and not any("AGFsaWNl" in t for t in d.traces)
 
 
 def test_auth_plain_with_a_continuation_line() -> None:
     d = driver()
     assert d.say("AUTH PLAIN") == ["+ "]
-    assert d.say(b64(b"\0alice\0secret"))[0].startswith("+OK maildrop")
+    assert d.say(b64(b"\0alice\0secret")) == ["+OK"]
     assert "[authentication response not logged]" in d.traces
 
 
@@ -267,7 +267,7 @@ def test_auth_login_exchange() -> None:
     d = driver()
     assert d.say("AUTH LOGIN") == ["+ VXNlcm5hbWU6"]
     assert d.say(b64(b"carol")) == ["+ UGFzc3dvcmQ6"]
-    assert d.say(b64(b"my password"))[0].startswith("+OK maildrop")
+    assert d.say(b64(b"my password")) == ["+OK"]
 
 
 def test_auth_cram_md5_exchange_with_an_md5_secret() -> None:
@@ -276,7 +276,7 @@ def test_auth_cram_md5_exchange_with_an_md5_secret() -> None:
     challenge = base64.b64decode(challenge_line[2:])
     assert challenge.startswith(b"<") and challenge.endswith(b"@pop.example.com>")
     digest = hmac.new(b"my password", challenge, "md5").hexdigest()
-    assert d.say(b64(f"carol {digest}".encode()))[0].startswith("+OK maildrop")
+    assert d.say(b64(f"carol {digest}".encode())) == ["+OK"]
 
 
 @pytest.mark.parametrize(("lines", "reply"), [
@@ -303,7 +303,7 @@ def test_refused_maildrop_keeps_the_session_in_authorization() -> None:
     assert d.protocol.state is State.AUTHORIZATION and d.protocol.user is None
     d.refuse_maildrop = None
     d.say("USER alice")
-    assert d.say("PASS secret")[0].startswith("+OK maildrop")
+    assert d.say("PASS secret") == ["+OK"]
 
 
 # -- states -----------------------------------------------------------------------------------
@@ -336,23 +336,23 @@ def test_quit_before_login_deletes_nothing() -> None:
 def test_stat_list_and_uidl() -> None:
     d = logged_in()
     assert d.say("STAT") == ["+OK 3 86"]
-    assert d.say("LIST") == ["+OK maildrop has 3 messages (86 octets)", "1 23", "2 38",
+    assert d.say("LIST") == ["+OK 3 message(s)", "1 23", "2 38",
                              "3 25", "."]
     assert d.say("LIST 2") == ["+OK 2 38"]
-    assert d.say("UIDL") == ["+OK maildrop has 3 messages (86 octets)", "1 uid1", "2 uid2",
+    assert d.say("UIDL") == ["+OK 3 message(s)", "1 uid1", "2 uid2",
                              "3 uid3", "."]
     assert d.say("UIDL 3") == ["+OK 3 uid3"]
 
 
 def test_deleted_messages_keep_their_numbers_until_rset() -> None:
     d = logged_in()
-    assert d.say("DELE 2") == ["+OK message 2 deleted"]
+    assert d.say("DELE 2") == ["+OK"]
     assert d.say("STAT") == ["+OK 2 48"]
-    assert d.say("LIST") == ["+OK maildrop has 2 messages (48 octets)", "1 23", "3 25", "."]
+    assert d.say("LIST") == ["+OK 2 message(s)", "1 23", "3 25", "."]
     assert d.say("UIDL 2") == ["-ERR message 2 already deleted"]
     assert d.say("RETR 2") == ["-ERR message 2 already deleted"]
     assert d.say("DELE 2") == ["-ERR message 2 already deleted"]
-    assert d.say("RSET") == ["+OK maildrop has 3 messages (86 octets)"]
+    assert d.say("RSET") == ["+OK"]
     assert d.say("LIST 2") == ["+OK 2 38"]
 
 
@@ -384,9 +384,9 @@ def test_retr_sends_the_octet_count_and_byte_stuffed_content() -> None:
 
 def test_top_sends_the_header_and_some_body_lines() -> None:
     d = logged_in()
-    assert d.say("TOP 2 0") == [replies.TOP_FOLLOWS, "Subject: two", "", "."]
-    assert d.say("TOP 2 2") == [replies.TOP_FOLLOWS, "Subject: two", "", "..dot", "line 2", "."]
-    assert d.say("TOP 2 99") == [replies.TOP_FOLLOWS, "Subject: two", "", "..dot", "line 2",
+    assert d.say("TOP 2 0") == ["+OK", "Subject: two", "", "."]
+    assert d.say("TOP 2 2") == ["+OK", "Subject: two", "", "..dot", "line 2", "."]
+    assert d.say("TOP 2 99") == ["+OK", "Subject: two", "", "..dot", "line 2",
                                  "line 3", "."]
 
 
@@ -440,8 +440,8 @@ def test_empty_maildrop() -> None:
     d = driver()
     d.messages = []
     d.say("USER alice")
-    assert d.say("PASS secret") == ["+OK maildrop has 0 messages (0 octets)"]
-    assert d.say("LIST") == ["+OK maildrop has 0 messages (0 octets)", "."]
+    assert d.say("PASS secret") == ["+OK"]
+    assert d.say("LIST") == ["+OK 0 message(s)", "."]
     assert d.say("RETR 1") == [replies.NO_SUCH_MESSAGE]
 
 
@@ -450,8 +450,7 @@ def test_empty_maildrop() -> None:
 def test_pipelined_commands_are_answered_in_order() -> None:
     d = driver()
     replies_ = d.feed(b"USER alice\r\nPASS secret\r\nSTAT\r\nDELE 1\r\nQUIT\r\n")
-    assert replies_ == ["+OK user: alice", "+OK maildrop has 3 messages (86 octets)",
-                        "+OK 3 86", "+OK message 1 deleted", replies.SIGNING_OFF]
+    assert replies_ == ["+OK user: alice", "+OK", "+OK 3 86", "+OK", replies.SIGNING_OFF]
     assert d.committed == [[MESSAGES[0]]]
 
 
@@ -508,7 +507,7 @@ def test_tls_required_refuses_logins_until_stls() -> None:
     assert d.say("AUTH") == ["+OK", "."]
     d.say("STLS")
     d.say("USER alice")
-    assert d.say("PASS secret")[0].startswith("+OK maildrop")
+    assert d.say("PASS secret") == ["+OK"]
 
 
 # -- properties -------------------------------------------------------------------------------

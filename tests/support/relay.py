@@ -40,7 +40,8 @@ class Relay:
 
     def __init__(self, tmp: Path, *args: str, port: int | None = None,
                  spool: Path | None = None, wait: bool = True, name: str = "relay",
-                 env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.spool = spool or tmp / f"{name}-spool"
@@ -49,10 +50,12 @@ class Relay:
         self.args = ["--no-daemon", "--log", "--verbose", "--user", "root", *interface,
                      "--port", str(self.port), "--spool-dir", str(self.spool), *args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        # prefix: a wrapper such as "ip netns exec <name>" (it must exec the program).
+        # prefix: a wrapper such as "ip netns exec <name>" (it must exec the program);
+        # command: another program than this checkout's emailrelay.
         self.process = subprocess.Popen(
-            [*(prefix or []), *emailrelay_command(), *self.args], stdout=self._log,
-            stderr=subprocess.STDOUT, cwd=tmp, env=None if env is None else {**os.environ, **env})
+            [*(prefix or []), *(command or emailrelay_command()), *self.args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp,
+            env=None if env is None else {**os.environ, **env})
         if wait:
             self.wait_listening()
 

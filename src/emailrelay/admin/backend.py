@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from typing import Protocol
 
 from emailrelay import COMPATIBLE_WITH, __version__
@@ -73,7 +72,7 @@ class InstanceAdmin:
 
     def info(self) -> dict[str, str]:
         return {"version": f"{COMPATIBLE_WITH} (emailrelay for Python {__version__})",
-                "credit": f"TLS library: {tls_library_id()} ({ssl.OPENSSL_VERSION})",
+                "credit": f"TLS library: {tls_library_id()}",
                 "copyright": "emailrelay for Python, a work-alike of E-MailRelay by "
                              "Graeme Walker",
                 "warranty": "\n".join(WARRANTY)}

@@ -21,7 +21,7 @@ from emailrelay.filters.setup import client_filters, server_filters
 from emailrelay.forward.agent import Forwarder
 from emailrelay.forward.config import forward_settings
 from emailrelay.logs.setup import peer_context, unit_context
-from emailrelay.net.listen import ListenSpec, open_all, specs_for
+from emailrelay.net.listen import ListenSpec, display_address, open_all, specs_for
 from emailrelay.net.local import is_local
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
@@ -257,7 +257,7 @@ class Instance:
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        display = f"{peer[0]}:{peer[1]}" if peer[0] else "a unix-domain peer"
+        display = display_address(*peer) if peer[0] else "a unix-domain peer"
         log.info("%s connection from %s", kind, display)
         task = asyncio.current_task()
         assert task is not None
@@ -295,7 +295,7 @@ class Instance:
             result.log()
             if not result.allowed:
                 self.services.observer.rejected("dnsbl")
-                log.info("smtp connection closed: blocked by dnsbl: %s:%s", *peer)
+                log.info("smtp connection closed: blocked by dnsbl: %s", display_address(*peer))
                 writer.close()
                 return
         if not self.smtp_enabled:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,7 +20,7 @@ from emailrelay.app.instance import Instance
 from emailrelay.app.services import Services
 from emailrelay.logs import setup as logsetup
 from emailrelay.net.listen import ListenError, ListenSpec, open_socket
-from emailrelay.options.parser import CommandLine
+from emailrelay.options.parser import CommandLine, make_paths_absolute
 from emailrelay.process.daemon import (
     Readiness,
     StartupError,
@@ -55,6 +56,15 @@ def log_settings(cl: CommandLine) -> logsetup.LogSettings:
         quiet_stderr=not p.flag("no-daemon") and p.flag("close-stderr"))
 
 
+def startup_error(error: Exception) -> None:
+    """``emailrelay: error: ...`` on standard error (and in the log), as E-MailRelay."""
+    if isinstance(error, OSError) and error.strerror:
+        text = f'"{error.filename}": {error.strerror}' if error.filename else error.strerror
+    else:
+        text = str(error)
+    logsetup.startup_error(text, program_name())
+
+
 class Runtime:
     def __init__(self, cl: CommandLine) -> None:
         self.cl = cl
@@ -75,6 +85,9 @@ class Runtime:
         # Until the event loop handles SIGHUP, one must not kill us (a handler, not
         # SIG_IGN, which filter programs would inherit).
         signal.signal(signal.SIGHUP, lambda *_: None)
+        daemon = not p.flag("no-daemon")
+        if daemon:
+            make_paths_absolute(self.cl, os.getcwd())  # the daemon will work in /
         logsetup.configure(log_settings(self.cl))
         committer = GroupCommitter()
         try:
@@ -85,16 +98,15 @@ class Runtime:
                 self.metrics_socket = open_socket(ListenSpec(
                     "metrics", p.value("metrics-address"), p.int("metrics-port") or 0))
         except ListenError as e:
-            log.error("%s", e)
+            startup_error(e)
             return EXIT_BIND if e.bind_failure else EXIT_ERROR
         except (SpoolError, StartupError) as e:
-            log.error("%s", e)
+            startup_error(e)
             return EXIT_ERROR
         if not any(i.listeners or i.forwards for i in self.instances):
             print(f"{program_name()}: nothing to do", file=sys.stderr)
-            return EXIT_ERROR
+            return EXIT_OK  # as E-MailRelay: a message, not a failure
         self.quit_when_sent = all(i.quit_when_sent for i in self.instances)
-        daemon = not p.flag("no-daemon")
         readiness = Readiness() if daemon else None
         if readiness is not None:
             committer.close()  # threads do not survive fork: make a new pool afterwards
@@ -112,7 +124,7 @@ class Runtime:
             for path in pid_files:
                 write_pid_file(path)
         except (StartupError, SpoolError, OSError) as e:
-            log.error("%s", e)
+            startup_error(e)
             if readiness is not None:
                 readiness.ready(False)
             return EXIT_ERROR
@@ -140,7 +152,7 @@ class Runtime:
                 await instance.start()
             await self._start_endpoint()
         except OSError as e:
-            log.error("%s", e)
+            startup_error(e)
             if readiness is not None:
                 readiness.ready(False)
             return EXIT_ERROR

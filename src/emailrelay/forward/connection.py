@@ -24,6 +24,7 @@ from python_socks.async_.asyncio import Proxy
 
 from emailrelay.forward.address import ForwardAddress
 from emailrelay.logs.setup import VERBOSE, verbose
+from emailrelay.net.listen import display_address
 from emailrelay.smtp import client as proto
 from emailrelay.tls.profiles import ClientTls
 from emailrelay.tls.upgrade import TlsHandshakeError
@@ -92,8 +93,7 @@ def _peer_display(writer: asyncio.StreamWriter, address: ForwardAddress) -> str:
     peer = writer.get_extra_info("peername")
     if address.socks or not isinstance(peer, tuple):
         return address.display()
-    host, port = peer[0], peer[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return display_address(peer[0], peer[1])
 
 
 class ClientConnection:

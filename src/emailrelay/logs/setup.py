@@ -51,15 +51,12 @@ class LogSettings:
 
 
 class RelayFormatter(logging.Formatter):
-    def __init__(self, settings: LogSettings, *, with_program: bool = True) -> None:
+    def __init__(self, settings: LogSettings) -> None:
         super().__init__()
         self.settings = settings
-        self.with_program = with_program
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = []
-        if self.with_program:
-            parts.append(f"{self.settings.program}: ")
+        parts = [f"{self.settings.program}: "]
         fields = self.settings.fields
         if "time" in fields:
             t = record.created
@@ -163,19 +160,38 @@ def configure(settings: LogSettings) -> None:
             log.addHandler(handler)
 
 
+SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog")
+
+
 def _syslog_handler(settings: LogSettings) -> logging.Handler | None:
+    """Syslog lines as E-MailRelay sends them: the whole log line, program name included
+    (``emailrelay[<pid>]: emailrelay: warning: ...``), which its fail2ban filter expects."""
     facility = logging.handlers.SysLogHandler.facility_names.get(
         settings.syslog_facility, logging.handlers.SysLogHandler.LOG_MAIL)
-    for address in ("/dev/log", "/var/run/syslog"):
+    for address in SYSLOG_SOCKETS:
         if os.path.exists(address):
             try:
                 handler = logging.handlers.SysLogHandler(address=address, facility=facility)
             except OSError:
                 continue
             handler.ident = f"{settings.program}[{os.getpid()}]: "
-            handler.setFormatter(RelayFormatter(settings, with_program=False))
+            handler.setFormatter(RelayFormatter(settings))
             return handler
     return None
+
+
+def startup_error(text: str, program: str = "emailrelay") -> None:
+    """A failure that stops the program at start-up.
+
+    It goes to standard error as E-MailRelay prints it (``emailrelay: error: <text>``,
+    whatever --log-file says), and to the log file and syslog as well.
+    """
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (text,), None)
+    for handler in log.handlers:
+        if not (isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr):
+            handler.handle(record)
+    sys.stderr.write(f"{program}: error: {text}\n")
+    sys.stderr.flush()
 
 
 def reopen_files() -> None:

@@ -49,7 +49,8 @@ class ListenSpec:
 
 
 def display_address(host: str, port: int | str) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """An address in log lines as E-MailRelay shows it: ``192.0.2.1:25``, ``2001:db8::1.25``."""
+    return f"{host}.{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_interfaces(values: list[str]) -> dict[str, list[str]]:

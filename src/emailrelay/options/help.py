@@ -8,6 +8,7 @@ import textwrap
 from emailrelay import COMPATIBLE_WITH, __version__
 from emailrelay.options.table import AREA_TITLES, OPTIONS, Arity, Option
 
+BANNER = f"E-MailRelay V{COMPATIBLE_WITH}"  # E-MailRelay's first line of --help and --version
 USAGE = "usage: emailrelay [<option> [<option> ...]] [<config-file>]"
 WARRANTY = ("This program comes with ABSOLUTELY NO WARRANTY.",
             "This is free software, and you are welcome to redistribute it under the",
@@ -36,7 +37,7 @@ def option_entry(opt: Option, width: int = 38) -> str:
 
 
 def help_text(verbose: bool) -> str:
-    out = [USAGE, ""]
+    out = [BANNER, "", USAGE, ""]
     if not verbose:
         out += [option_entry(o) for o in OPTIONS if "basic" in o.areas]
         out += ["", 'For complete usage information run "emailrelay --help --verbose"']
@@ -50,19 +51,17 @@ def help_text(verbose: bool) -> str:
 
 
 def tls_library_id() -> str:
-    """``openssl-3.0.15`` from Python's ssl module, as E-MailRelay names its library."""
-    name, _, rest = ssl.OPENSSL_VERSION.partition(" ")
-    return f"{name.lower()}-{rest.split()[0]}" if rest else name.lower()
+    """The TLS library as E-MailRelay names it: OpenSSL's own version text."""
+    return " ".join(ssl.OPENSSL_VERSION.split())
 
 
 def version_text(verbose: bool) -> str:
-    """E-MailRelay's first line (scripts parse it), then our own identification."""
-    lines = [f"E-MailRelay V{COMPATIBLE_WITH}", "",
-             f"emailrelay for Python {__version__}, compatible with E-MailRelay "
-             f"{COMPATIBLE_WITH}", ""]
+    """E-MailRelay's first line and feature lines (scripts read them), our own identity."""
+    lines = [BANNER, "", f"emailrelay for Python {__version__}, compatible with "
+             f"E-MailRelay {COMPATIBLE_WITH}", ""]
     if verbose:
-        lines += ["Multi-threading: enabled", "", "Unix domain sockets: enabled", "",
-                  "POP server: enabled", "", "Admin server: enabled", "",
+        lines += ["Multi-threading: enabled", "Unix domain sockets: enabled",
+                  "POP server: enabled", "Admin server: enabled",
                   f"TLS library: {tls_library_id()}", ""]
     lines += [f"TLS: {ssl.OPENSSL_VERSION}, through Python's ssl module", "", *WARRANTY]
     return "\n".join(lines) + "\n"

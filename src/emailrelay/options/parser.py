@@ -15,6 +15,7 @@ Grammar (as E-MailRelay):
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,8 +220,15 @@ def parse(argv: Sequence[str], *, read_config: bool = True) -> CommandLine:
     if positional:
         config_file = positional[0]
         if read_config:
-            # The command line comes last so that it can override the file.
-            raw = read_config_file(config_file) + raw
+            # The command line comes last so that it can override the file, except that
+            # repeatable options list the command line's values first, as E-MailRelay
+            # does (so that a start-up script's --pid-file is the one used).
+            def many(r: RawOption) -> bool:
+                opt = _lookup(r.name)
+                return opt is not None and opt.arity is Arity.MANY
+
+            raw = ([r for r in raw if many(r)] + read_config_file(config_file)
+                   + [r for r in raw if not many(r)])
     return build(raw, config_file)
 
 
@@ -296,6 +304,30 @@ def _assign(s: Settings, opt: Option, value: str | None) -> None:
         items = current if isinstance(current, list) else []
         items.append(value or "")
         s.given[opt.name] = items
+
+
+_NOT_A_PATH = re.compile(r"[a-z]+:")  # pam:, plain:<user>:<password>
+
+
+def make_paths_absolute(cl: CommandLine, base: str) -> None:
+    """Make file and directory options absolute against ``base``, the start-up directory.
+
+    A daemon works in ``/``, so E-MailRelay does this for one; ``pam:`` and an inline
+    ``plain:`` account are not paths and stay as they are.
+    """
+    def absolute(value: str) -> str:
+        if not value or os.path.isabs(value) or _NOT_A_PATH.match(value):
+            return value
+        return os.path.join(base, value)
+
+    for s in cl.instances:
+        for name, value in s.given.items():
+            if not BY_NAME[name].path:
+                continue
+            if isinstance(value, list):
+                s.given[name] = [absolute(v) for v in value]
+            elif isinstance(value, str):
+                s.given[name] = absolute(value)
 
 
 def _expand_implied(s: Settings) -> None:

@@ -32,6 +32,7 @@ class Option:
     pending: str | None = None  # feature not built yet: the option is refused
     ignored: str | None = None  # accepted but has no effect here, with the reason
     extension: bool = False  # ours, not E-MailRelay's
+    path: bool = False  # a file or directory, made absolute for a daemon (which runs in /)
 
     @property
     def takes_value(self) -> bool:
@@ -59,7 +60,7 @@ OPTIONS: tuple[Option, ...] = (
        "disconnects. Same as --log --close-stderr --forward-on-disconnect --forward-to."),
     _o("spool-dir", "s", ONE, "dir", "basic",
        "The directory that holds messages received but not yet forwarded.",
-       default="/var/spool/emailrelay"),
+       default="/var/spool/emailrelay", path=True),
     _o("help", "h", F, "", "basic,info",
        "Show this help and exit; with --verbose show every option.", process_wide=True),
     _o("version", "V", F, "", "basic,info,logging",
@@ -114,7 +115,7 @@ OPTIONS: tuple[Option, ...] = (
        "when forwarding. Limit it with a list of vrfy, server, content and client."),
     _o("delivery-dir", "s", ONE, "dir", "smtpserver",
        "The base directory for local mailboxes used by the deliver: filter (default: the "
-       "spool directory)."),
+       "spool directory).", path=True),
     _o("dnsbl", None, MANY, "config", "smtpserver",
        "Check clients against DNS block lists: servers, then optional threshold, timeout "
        "in milliseconds and DNS server address."),
@@ -140,7 +141,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("pop-port", "E", ONE, "port", "pop,smtpserver",
        "The port that the POP3 server listens on.", default="110"),
     _o("pop-auth", "F", ONE, "file", "auth,pop,smtpserver",
-       "The secrets file with the POP3 accounts (server lines)."),
+       "The secrets file with the POP3 accounts (server lines).", path=True),
     _o("pop-no-delete", "G", F, "", "pop,smtpserver",
        "Let POP3 DELE appear to succeed without deleting anything."),
     _o("pop-by-name", "J", F, "", "pop,smtpserver",
@@ -154,12 +155,12 @@ OPTIONS: tuple[Option, ...] = (
     # -- authentication ----------------------------------------------------------------------
     _o("client-auth", "C", ONE, "file", "auth,smtpclient",
        "Log in to the remote server with the client account in this secrets file, or "
-       "plain:<base64-user>:<base64-password>."),
+       "plain:<base64-user>:<base64-password>.", path=True),
     _o("client-auth-config", None, ONE, "config", "auth,smtpclient",
        "Choose client authentication mechanisms: m: preferred, x: avoided, a: and d: the "
        "same once TLS is on, separated by semicolons."),
     _o("server-auth", "S", ONE, "file", "auth,smtpserver",
-       "Require SMTP clients to log in with an account from this secrets file."),
+       "Require SMTP clients to log in with an account from this secrets file.", path=True),
     _o("server-auth-config", None, ONE, "config", "auth,smtpserver",
        "Choose server authentication mechanisms: m: allowed, x: denied, a: and d: the same "
        "once TLS is on, separated by semicolons."),
@@ -202,7 +203,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("no-daemon", "t", F, "", "process",
        "Stay in the foreground instead of becoming a background daemon.", process_wide=True),
     _o("pid-file", "i", MANY, "path", "process",
-       "Write the process id to this file once listening.", process_wide=True),
+       "Write the process id to this file once listening.", process_wide=True, path=True),
     _o("user", "u", ONE, "username", "process",
        "The unprivileged user to run as when started as root (root disables switching).",
        default="daemon", process_wide=True),
@@ -230,7 +231,7 @@ OPTIONS: tuple[Option, ...] = (
        process_wide=True),
     _o("log-file", "N", ONE, "file", "logging",
        "Log to this file instead of standard error; %d becomes the date (daily files) and "
-       "%h the hour.", process_wide=True),
+       "%h the hour.", process_wide=True, path=True),
     _o("syslog", "k", O1, "facility", "logging",
        "Log to syslog even with --no-syslog, optionally with a facility such as mail or "
        "local0.", process_wide=True),

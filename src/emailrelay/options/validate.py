@@ -105,6 +105,8 @@ def validate(cl: CommandLine) -> list[str]:
         warnings.extend(_check_tls(s))
         warnings.extend(_check_auth(s))
         _check_policy(s)
+    if len(cl.process.values("pid-file")) > 1:
+        warnings.append("more than one --pid-file: using the first")
     return warnings
 
 

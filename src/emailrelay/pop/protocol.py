@@ -418,7 +418,7 @@ class PopProtocol:
         self.state = State.TRANSACTION
         self._messages = list(messages)
         self._deleted = set()
-        self._emit(self._summary())
+        self._emit(replies.OK)
 
     def maildrop_refused(self, reply: str) -> None:
         """The maildrop cannot be had (locked, say): stay in AUTHORIZATION."""
@@ -429,10 +429,6 @@ class PopProtocol:
 
     def _live(self) -> list[tuple[int, Listed]]:
         return [(i + 1, m) for i, m in enumerate(self._messages) if i not in self._deleted]
-
-    def _summary(self) -> str:
-        live = self._live()
-        return replies.maildrop(len(live), sum(m.size for _, m in live))
 
     def _number(self, text: str) -> int | None:
         """The zero-based index of a live message, or None (the error is sent)."""
@@ -461,7 +457,8 @@ class PopProtocol:
             if index is not None:
                 self._emit(f"+OK {index + 1} {field(self._messages[index])}")
             return
-        self._emit(self._summary(), *(f"{n} {field(m)}" for n, m in self._live()), ".")
+        live = self._live()
+        self._emit(replies.listing(len(live)), *(f"{n} {field(m)}" for n, m in live), ".")
 
     def _do_list(self, line: str, args: list[str]) -> None:
         self._listing(args, lambda m: m.size)
@@ -494,7 +491,7 @@ class PopProtocol:
         if not ok:
             self._emit(replies.unavailable(index + 1))
             return
-        self._emit(replies.octets(message.size) if body_lines is None else replies.TOP_FOLLOWS)
+        self._emit(replies.octets(message.size) if body_lines is None else replies.OK)
         self._events.append(StreamMessage(message.ref, body_lines))
 
     def _do_dele(self, line: str, args: list[str]) -> None:
@@ -502,12 +499,12 @@ class PopProtocol:
             index = self._number(args[0])
             if index is not None:
                 self._deleted.add(index)
-                self._emit(replies.deleted(index + 1))
+                self._emit(replies.OK)
 
     def _do_rset(self, line: str, args: list[str]) -> None:
         if self._args(args, 0, 0):
             self._deleted.clear()
-            self._emit(self._summary())
+            self._emit(replies.OK)
 
     def _do_noop(self, line: str, args: list[str]) -> None:
         if self._args(args, 0, 0):

@@ -1,9 +1,10 @@
 """The POP3 server's reply texts in one place.
 
-Where E-MailRelay 2.6 has a text we use it; where it answers a bare ``-ERR`` we say
-what went wrong.  ``[IN-USE]`` and ``[AUTH]`` are RFC 2449/3206 response codes
-(advertised as RESP-CODES and AUTH-RESP-CODE), which tell a client not to blame the
-password when the maildrop is busy.
+Where E-MailRelay 2.6 has a text we use it (a plain ``+OK`` after a login, ``DELE``,
+``TOP`` and ``RSET``); where it answers a bare ``-ERR`` we say what went wrong.
+``[IN-USE]`` and ``[AUTH]`` are RFC 2449/3206 response codes (advertised as RESP-CODES
+and AUTH-RESP-CODE), which tell a client not to blame the password when the maildrop is
+busy.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ MAILDROP_UNAVAILABLE = "-ERR [SYS/TEMP] cannot open the maildrop"
 MAILBOX_NAME = "-ERR [AUTH] this user name cannot have a maildrop"
 INVALID_NUMBER = "-ERR invalid message number"
 NO_SUCH_MESSAGE = "-ERR no such message"
-TOP_FOLLOWS = "+OK top of message follows"
 NOT_REMOVED = "-ERR some deleted messages not removed"
 
 
@@ -51,16 +51,13 @@ def user_ok(name: str) -> str:
     return f"+OK user: {printable(name)}"
 
 
-def maildrop(count: int, octets: int) -> str:
-    return f"+OK maildrop has {count} message{'' if count == 1 else 's'} ({octets} octets)"
+def listing(count: int) -> str:
+    """The first line of LIST and UIDL, word for word E-MailRelay's."""
+    return f"+OK {count} message(s)"
 
 
 def deleted_already(number: int) -> str:
     return f"-ERR message {number} already deleted"
-
-
-def deleted(number: int) -> str:
-    return f"+OK message {number} deleted"
 
 
 def octets(size: int) -> str:

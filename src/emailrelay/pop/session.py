@@ -17,6 +17,7 @@ from emailrelay.auth.sasl import Outcome, SaslServer, make_challenge
 from emailrelay.auth.secrets import SecretsFile
 from emailrelay.auth.server import FAILURE_DELAY, open_secrets
 from emailrelay.logs.setup import VERBOSE
+from emailrelay.net.listen import display_address
 from emailrelay.options.parser import Settings
 from emailrelay.pop import protocol as proto
 from emailrelay.pop import replies
@@ -121,7 +122,8 @@ class PopSession:
         self._trace = log.isEnabledFor(VERBOSE)
 
     def _peer_display(self) -> str:
-        return f"{self.peer_ip}:{self.peer_port}" if self.peer_ip else "unix-domain peer"
+        return display_address(self.peer_ip, self.peer_port) if self.peer_ip else (
+            "unix-domain peer")
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"

@@ -424,6 +424,8 @@ class ServerProtocol:
             raw_from=arg.raw, mail_from=arg.address, body=body, smtputf8=smtputf8,
             utf8_mailboxes=arg.utf8_local, size_hint=size, auth_param=arg.params.get("AUTH"))
         self.state = State.GOT_MAIL
+        if not arg.address:  # a bounce, probably; E-MailRelay's fail2ban filter counts these
+            self._warn("empty MAIL-FROM return path")
         self._emit(replies.mail_ok(arg.raw))
 
     def _access_refusal(self) -> str | None:

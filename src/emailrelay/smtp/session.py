@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from emailrelay.auth.server import FAILURE_DELAY
 from emailrelay.logs.setup import verbose
+from emailrelay.net.listen import display_address
 from emailrelay.smtp import replies
 from emailrelay.smtp import server as proto
 from emailrelay.smtp.received import received_line
@@ -142,7 +143,8 @@ class SmtpSession:
                 self.context.on_disconnect()
 
     def _peer_display(self) -> str:
-        return f"{self.peer_ip}:{self.peer_port}" if self.peer_ip else "unix-domain peer"
+        return display_address(self.peer_ip, self.peer_port) if self.peer_ip else (
+            "unix-domain peer")
 
     async def _serve(self) -> str:
         p = self.protocol

@@ -407,9 +407,13 @@ def _one_line(text: str) -> str:
 
 
 def _append_reason(envelope_path: Path, reason: str, code: str | int) -> None:
-    """Append E-MailRelay's ``Reason`` and ``ReasonCode`` lines, flushed to disk."""
+    """Append E-MailRelay's ``Reason`` and ``ReasonCode`` lines, flushed to disk.
+
+    As E-MailRelay, a code of 0 (no SMTP reply code) leaves ``ReasonCode:`` empty.
+    """
+    code = "" if str(code) in ("", "0") else str(code)
     lines = [f"{envelope_format.PREFIX}Reason: {_one_line(reason)}",
-             f"{envelope_format.PREFIX}ReasonCode:{' ' + str(code) if str(code) else ''}"]
+             f"{envelope_format.PREFIX}ReasonCode:{' ' + code if code else ''}"]
     with open(envelope_path, "ab") as f:
         f.write("".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape"))
         f.flush()
