@@ -101,8 +101,7 @@ def test_synchronous_commit_flushes_each_file(tmp_path: Path,
     assert calls == ["fsync", "fsync", "rename", "fsync"]
 
 
-def test_group_commit_shares_file_flushes(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_group_commit_shares_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not durable.syncfs_available():
         pytest.skip("no syncfs here: each message flushes its own files")
     calls = _record_flushes(monkeypatch)
@@ -131,34 +130,6 @@ def test_group_commit_shares_file_flushes(tmp_path: Path,
     assert calls.count("rename") == 40
     assert 1 <= calls.count("syncfs") < 20  # file flushes, shared
     assert 1 <= calls.count("fsync") < 20  # directory flushes, shared
-
-
-def test_group_commit_shares_directory_flushes(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    syncs = []
-    real = store.fsync_directory
-
-    def counting(path: str) -> None:
-        syncs.append(path)
-        time.sleep(0.01)  # a slow disk, so that sessions pile up behind one flush
-        real(path)
-
-    monkeypatch.setattr("emailrelay.spool.durable.fsync_directory", counting)
-    spool = Spool(tmp_path)
-
-    async def many() -> None:
-        committer = GroupCommitter()
-        try:
-            messages = [spool.new_message(envelope()) for _ in range(40)]
-            for m in messages:
-                m.write(b"hello\r\n")
-            await asyncio.gather(*(m.commit(committer) for m in messages))
-        finally:
-            committer.close()
-
-    asyncio.run(many())
-    assert len(spool.ready()) == 40
-    assert 1 <= len(syncs) < 20
 
 
 def test_lock_release_fail_and_delete(tmp_path: Path) -> None:
@@ -304,3 +275,26 @@ def test_unusable_directory_is_an_error(tmp_path: Path) -> None:
 def test_tmpfs_is_detected() -> None:
     assert store.is_tmpfs(Path("/dev/shm")) or not Path("/dev/shm").exists()
     assert not store.is_tmpfs(Path(__file__))
+
+
+def test_one_failed_rename_does_not_fail_the_rest_of_the_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+
+    async def batch() -> list[BaseException | None]:
+        committer = GroupCommitter()
+        try:
+            messages = [spool.new_message(envelope()) for _ in range(5)]
+            for m in messages:
+                m.write(b"hello\r\n")
+            messages[2].new_envelope_path.unlink()  # its rename will fail
+            results = await asyncio.gather(*(m.commit(committer) for m in messages),
+                                           return_exceptions=True)
+            return list(results)
+        finally:
+            committer.close()
+
+    results = asyncio.run(batch())
+    assert [r is None for r in results] == [True, True, False, True, True]
+    assert isinstance(results[2], FileNotFoundError)
+    assert len(spool.ready()) == 4
+    assert len(list(tmp_path.glob("*.content"))) == 4  # the failed one left nothing

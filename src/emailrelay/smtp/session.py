@@ -296,9 +296,7 @@ class SmtpSession:
         )
         self._write_failed = None
         try:
-            # Creating files can wait for a journal commit: not on the event loop.
-            self.message = await self.context.committer.call(self.context.spool.new_message,
-                                                             envelope)
+            self.message = self.context.spool.new_message(envelope)
             if self.context.add_received:
                 self.message.write(received_line(
                     helo=p.helo_name, peer_ip=self.peer_ip, domain=self.context.domain,
@@ -335,10 +333,13 @@ class SmtpSession:
         message.envelope.body_type = BODY_TYPES.get(t.body, "unknown")
         ctx = self.context
         started = time.monotonic()
+        info = StoredInfo(message, t, self.peer_ip)
         try:
-            await message.prepare(ctx.committer)
-            info = StoredInfo(message, t, self.peer_ip)
-            if ctx.before_publish is not None:
+            if ctx.before_publish is None:
+                await message.commit(ctx.committer)
+            else:
+                # As E-MailRelay: the filter sees the flushed files, envelope still .new.
+                await message.prepare(ctx.committer)
                 ok, reply = await ctx.before_publish(info)
                 if not ok:
                     message.abort()  # (a no-op if the hook kept the message as .bad)
@@ -347,8 +348,6 @@ class SmtpSession:
                 await message.publish(ctx.committer, resync=True)
                 for callback in info.after_publish:
                     callback()
-            else:
-                await message.publish(ctx.committer)
         except OSError as e:
             self._storage_error(e)
             message.abort()

@@ -7,8 +7,8 @@ one that asked meanwhile, so concurrent sessions share each flush.
 
 On Linux the file step is one ``syncfs(2)`` of the spool's file system per batch (one
 journal commit for any number of messages, where per-file ``fdatasync`` costs one
-each); elsewhere each message's files are flushed with ``fdatasync`` in a thread pool.
-The directory step is one ``fsync`` of the directory per batch.
+each); elsewhere each message's files are flushed with ``fdatasync``.  The directory
+step is one ``fsync`` of the directory per batch.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import ctypes
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-T = TypeVar("T")
+from dataclasses import dataclass
 
 
 def fsync_directory(path: str) -> None:
@@ -62,76 +60,107 @@ def sync_filesystem(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-class GroupCommitter:
-    """Runs blocking flushes off the event loop and batches them between sessions."""
+@dataclass
+class _Request:
+    flush: Callable[[], None] | None  # the caller's own fdatasync (None: nothing to flush)
+    publish: Callable[[], None] | None  # the rename that makes it visible, if any
+    future: asyncio.Future[None]
+    error: BaseException | None = None
 
-    def __init__(self, workers: int = 16) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fsync")
-        self._waiting: dict[tuple[Callable[[str], None], str], list[asyncio.Future[None]]] = {}
-        self._busy: set[tuple[Callable[[str], None], str]] = set()
+
+class GroupCommitter:
+    """Makes spool files durable in batches, one flushing thread per spool directory.
+
+    A cycle takes every request waiting when it starts: one ``syncfs`` for all their
+    files (or each caller's ``fdatasync`` where there is no ``syncfs``), then their
+    renames, then one ``fsync`` of the directory.  Requests that arrive meanwhile wait
+    for the next cycle.  One cycle is two journal commits however many sessions it
+    serves, and the event loop never waits for the disk.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(thread_name_prefix="spool-flush")
+        self._waiting: dict[str, list[_Request]] = {}
+        self._busy: set[str] = set()
         self._directory_fds: dict[str, int] = {}
 
-    async def run(self, work: Callable[[], None]) -> None:
-        """Run blocking work in the pool."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, work)
+    async def commit(self, directory: str, flush: Callable[[], None] | None,
+                     publish: Callable[[], None] | None = None) -> None:
+        """Return once ``flush``'s files are durable and ``publish`` (a rename in
+        ``directory``) has happened and is durable too; raise the error if not."""
+        request = _Request(flush, publish, asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(directory, []).append(request)
+        if directory not in self._busy:
+            self._start(directory)
+        try:
+            await asyncio.shield(request.future)
+        except asyncio.CancelledError:
+            # The flushing thread may be renaming this message right now: let the cycle
+            # end (it is short) before the caller cleans up after the cancellation.
+            if request in self._waiting.get(directory, []):
+                self._waiting[directory].remove(request)
+            else:
+                await asyncio.wait([request.future])
+            raise
 
-    async def call(self, function: Callable[..., T], *args: object) -> T:
-        """Call a blocking function in the pool and return its result."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+    def _start(self, directory: str) -> None:
+        batch = self._waiting.pop(directory, [])
+        if not batch:
+            return
+        self._busy.add(directory)
+        done = asyncio.get_running_loop().run_in_executor(self._pool, self._cycle, directory,
+                                                          batch)
 
-    async def flush_files(self, directory: str, fallback: Callable[[], None]) -> None:
-        """Return once files written under ``directory`` before this call are on disk.
+        def finish(task: asyncio.Future[None]) -> None:
+            self._busy.discard(directory)
+            failure = task.exception()
+            for request in batch:
+                error = failure or request.error
+                if request.future.done():
+                    continue
+                if error is None:
+                    request.future.set_result(None)
+                else:
+                    request.future.set_exception(error)
+            self._start(directory)
 
-        ``fallback`` flushes the caller's own files where ``syncfs`` is unavailable.
-        """
-        if _SYNCFS is None:
-            await self.run(fallback)
+        done.add_done_callback(finish)
+
+    def _cycle(self, directory: str, batch: list[_Request]) -> None:
+        """In the flushing thread: flush, rename, flush the directory."""
+        to_flush = [r for r in batch if r.flush is not None]
+        if to_flush and _SYNCFS is not None:
+            sync_filesystem(self._directory_fd(directory))
         else:
-            await self._batched(self._sync_filesystem, directory)
+            for request in to_flush:
+                _attempt(request, request.flush)
+        published = False
+        for request in batch:
+            if request.publish is not None and request.error is None:
+                published = _attempt(request, request.publish) or published
+        if published:
+            os.fsync(self._directory_fd(directory))
 
-    def _sync_filesystem(self, directory: str) -> None:
+    def _directory_fd(self, directory: str) -> int:
         fd = self._directory_fds.get(directory)
         if fd is None:
             fd = self._directory_fds[directory] = os.open(directory,
                                                           os.O_RDONLY | os.O_DIRECTORY)
-        sync_filesystem(fd)
-
-    async def sync_directory(self, directory: str) -> None:
-        """Return once an ``fsync`` of ``directory`` that started after this call is done."""
-        await self._batched(fsync_directory, directory)
-
-    async def _batched(self, flush: Callable[[str], None], path: str) -> None:
-        key = (flush, path)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append(future)
-        if key not in self._busy:
-            self._start(key)
-        await future
-
-    def _start(self, key: tuple[Callable[[str], None], str]) -> None:
-        batch = self._waiting.pop(key, [])
-        if not batch:
-            return
-        self._busy.add(key)
-        flush, path = key
-        done = asyncio.get_running_loop().run_in_executor(self._pool, flush, path)
-
-        def finish(task: asyncio.Future[None]) -> None:
-            self._busy.discard(key)
-            error = task.exception()
-            for future in batch:
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-            self._start(key)
-
-        done.add_done_callback(finish)
+        return fd
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for fd in self._directory_fds.values():
             os.close(fd)
         self._directory_fds.clear()
+
+
+def _attempt(request: _Request, step: Callable[[], None] | None) -> bool:
+    """Run one request's own step; a failure belongs to that request only."""
+    assert step is not None
+    try:
+        step()
+    except OSError as e:
+        request.error = e
+        return False
+    return True

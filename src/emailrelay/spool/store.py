@@ -209,7 +209,7 @@ class NewMessage:
         """Write the envelope (as ``.new``) and make both files durable."""
         try:
             self._write_envelope()
-            await committer.flush_files(str(self.spool.directory), self._flush_files)
+            await committer.commit(str(self.spool.directory), self._flush_files)
         except BaseException:
             self.abort()
             raise
@@ -220,17 +220,21 @@ class NewMessage:
         ``resync``: flush the files again first, as a filter may have edited them.
         """
         try:
-            if resync:
-                await committer.flush_files(str(self.spool.directory), self._flush_files)
-            self._publish()
+            await committer.commit(str(self.spool.directory),
+                                   self._flush_files if resync else None, self._publish)
         except BaseException:
             self.abort()
             raise
-        await committer.sync_directory(str(self.spool.directory))
 
     async def commit(self, committer: GroupCommitter) -> None:
-        await self.prepare(committer)
-        await self.publish(committer)
+        """Write the envelope, flush, publish and flush the directory in one cycle."""
+        try:
+            self._write_envelope()
+            await committer.commit(str(self.spool.directory), self._flush_files,
+                                   self._publish)
+        except BaseException:
+            self.abort()
+            raise
 
     def prepare_sync(self) -> None:
         """:meth:`prepare` without an event loop (``emailrelay-submit``, tests)."""
