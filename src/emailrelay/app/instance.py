@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from emailrelay.admin.backend import ForwarderControl, InstanceAdmin
@@ -118,7 +118,9 @@ class Instance:
     def _policy_setup(self) -> None:
         """--dnsbl, --admin, smtp enable/disable and metrics."""
         s = self.settings
-        self.smtp_enabled = True  # "smtp disable" from the admin interface
+        self._smtp_enabled = True
+        # Told when the admin interface switches SMTP (for --workers processes).
+        self.on_smtp_switch: Callable[[bool], None] | None = None
         # For the admin forward and flush commands, and metrics and events.
         self.forwarding: ForwardingControl | None = None
         if self.forwarder is not None:
@@ -133,6 +135,17 @@ class Instance:
             if s.has("admin") else None
         self.smtp_sessions: dict[asyncio.Task[None], SmtpSession] = {}
         self.services.observer.metrics.watch_spool(self.name, self.spool)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        """False after the admin interface's "smtp disable": new sessions get 421."""
+        return self._smtp_enabled
+
+    @smtp_enabled.setter
+    def smtp_enabled(self, enabled: bool) -> None:
+        self._smtp_enabled = enabled
+        if self.on_smtp_switch is not None:
+            self.on_smtp_switch(enabled)
 
     @property
     def name(self) -> str:
@@ -170,6 +183,15 @@ class Instance:
     def open_listeners(self) -> None:
         """Bind every listening socket (before daemonising and dropping privileges)."""
         self.listeners = open_all(self.listen_specs())
+
+    def keep_listeners(self, kind: str) -> None:
+        """In a --workers process: close the listening sockets of every other kind."""
+        for spec, sock in self.listeners:
+            if spec.kind != kind:
+                sock.close()
+        self.listeners = [(spec, sock) for spec, sock in self.listeners if spec.kind == kind]
+        if kind != "admin":
+            self.admin = None
 
     def prepare_spool(self) -> None:
         self.spool.recover()

@@ -8,6 +8,7 @@ close standard error, then serve.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from emailrelay.app.instance import Instance
 from emailrelay.app.services import Services
+from emailrelay.app.workers import WorkerChannel, WorkerPool
 from emailrelay.logs import setup as logsetup
 from emailrelay.net.listen import ListenError, ListenSpec, open_socket
 from emailrelay.options.parser import CommandLine, make_paths_absolute
@@ -79,6 +81,9 @@ class Runtime:
         self.metrics_socket: socket.socket | None = None
         self.endpoint: HttpEndpoint | None = None
         self._force_stop = False
+        self.pool: WorkerPool | None = None  # --workers, in the main process
+        self.channel: WorkerChannel | None = None  # --workers, in a worker process
+        self._background: set[asyncio.Task[None]] = set()
 
     def run(self) -> int:
         p = self.cl.process
@@ -131,6 +136,8 @@ class Runtime:
         if self.quit_when_sent and not any(i.spool.ready() for i in self.instances):
             print(f"{program_name()}: no messages to send", file=sys.stderr)
             return EXIT_OK
+        if self._start_workers():  # in a worker process from here on
+            readiness, pid_files = None, []
         if p.flag("close-stderr") and not p.value("log-file"):
             logsetup.close_stderr()
         try:
@@ -140,6 +147,25 @@ class Runtime:
                 remove_pid_file(path)
             committer.close()
         return self.exit_code
+
+    def _start_workers(self) -> bool:
+        """--workers: fork the SMTP worker processes; True in a worker."""
+        count = self.cl.process.int("workers") or 1
+        if count < 2 or not any(spec.kind == "smtp" for i in self.instances
+                                for spec, _ in i.listeners):
+            return False
+        self.pool = WorkerPool(self.instances, count)
+        self.channel = self.pool.fork_all()
+        if self.channel is None:
+            for index, instance in enumerate(self.instances):
+                instance.on_smtp_switch = functools.partial(self.pool.set_smtp_enabled, index)
+            return False
+        self.pool = None
+        self.channel.attach(self.instances)
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
+            self.metrics_socket = None
+        return True
 
     async def _main(self, readiness: Readiness | None) -> int:
         loop = asyncio.get_running_loop()
@@ -158,6 +184,11 @@ class Runtime:
             return EXIT_ERROR
         if readiness is not None:
             readiness.ready(True)
+        if self.pool is not None:
+            self.pool.start(self.services.observer.smtp_count)
+        if self.channel is not None:
+            watcher = asyncio.create_task(self.channel.watch(self.instances, self._stop_once))
+            self._background.add(watcher)
         for instance in self.instances:
             instance.start_forwarding()
         if self.quit_when_sent:
@@ -183,6 +214,13 @@ class Runtime:
     def _request_stop(self, sig: signal.Signals) -> None:
         self._stop(f"received signal {sig.name}")
 
+    def _stop_once(self, why: str) -> None:
+        """A stop that a second request does not hurry (a worker hears of the shutdown
+        from its main process and often from a signal too)."""
+        assert self.stopping is not None
+        if not self.stopping.is_set():
+            self._stop(why)
+
     def _stop(self, why: str) -> None:
         assert self.stopping is not None
         if self.stopping.is_set():
@@ -198,6 +236,8 @@ class Runtime:
         log.info("received signal SIGHUP: reopening the log file and reloading")
         logsetup.reopen_files()
         self.services.reloads.reload_all()
+        if self.pool is not None:
+            self.pool.signal_all(signal.SIGHUP)
 
     async def _start_endpoint(self) -> None:
         """--metrics-port: /metrics and /health (the socket was bound before forking)."""
@@ -230,12 +270,14 @@ class Runtime:
         down" at once; those in the middle of one may finish it.  A session cut short
         loses only its unacknowledged message (its files are removed).
         """
+        grace = float(self.cl.process.int("shutdown-grace") or 0)
+        workers = asyncio.ensure_future(self.pool.wait(grace + 2.0)) if self.pool else None
         for instance in self.instances:
             instance.stop_listening()
         for instance in self.instances:
             await instance.stop_forwarding()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + float(self.cl.process.int("shutdown-grace") or 0)
+        deadline = loop.time() + grace
         while True:
             for instance in self.instances:
                 instance.stop_idle_sessions()
@@ -250,3 +292,5 @@ class Runtime:
             await asyncio.wait(sessions, timeout=1.0)
         if self.endpoint is not None:
             self.endpoint.close()
+        if workers is not None:
+            await workers

@@ -269,6 +269,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("shutdown-grace", None, ONE, "time", "process",
        "Seconds that sessions in progress get to finish after SIGTERM or SIGINT.",
        default="10", process_wide=True, extension=True),
+    _o("workers", None, ONE, "count", "process",
+       "Processes that serve SMTP on the same listening sockets, to use more than one "
+       "core; POP3, admin, metrics and forwarding stay in the main process (default 1).",
+       default="1", process_wide=True, extension=True),
     _o("metrics-port", None, ONE, "port", "metrics",
        "Serve Prometheus metrics at /metrics and a JSON health document at /health on "
        "this HTTP port (off by default).", process_wide=True, extension=True),

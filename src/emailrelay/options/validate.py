@@ -68,6 +68,7 @@ VALUE_CHECKS: dict[str, Callable[[str], None]] = {
     "port": _port,
     "pop-port": _port,
     "admin": _port,
+    "workers": _integer(1, 64),
     "connection-timeout": _seconds,
     "idle-timeout": _seconds,
     "response-timeout": _seconds,
@@ -269,6 +270,9 @@ def _check_auth(s: Settings) -> list[str]:
 def _check_policy(s: Settings) -> None:
     """E-MailRelay's checks on --dnsbl and --admin, and ours on the metrics port."""
     d = s.describe
+    if (s.int("workers") or 1) > 1 and s.flag("immediate"):
+        raise UsageError(f"the {d('workers')} option cannot be used with {d('immediate')}: "
+                         "worker processes do not forward")
     if s.has("admin-terminate") and not s.has("admin"):
         raise UsageError(f"the {d('admin-terminate')} option requires {d('admin')}")
     if s.has("metrics-address") and not s.has("metrics-port"):

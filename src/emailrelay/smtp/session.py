@@ -157,8 +157,8 @@ class SmtpSession:
             if event is proto.NEED_DATA:
                 await self._flush()
                 self._reading = True
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE),
-                                              self.context.idle_timeout or None)
+                async with asyncio.timeout(self.context.idle_timeout or None):
+                    data = await self.reader.read(READ_SIZE)
                 self._reading = False
                 if self._quickack is not None:
                     self._quickack()
