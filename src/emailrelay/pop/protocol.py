@@ -23,37 +23,12 @@ from typing import Any
 
 from emailrelay.auth.sasl import Mechanism, Outcome, SaslServer
 from emailrelay.pop import replies
+from emailrelay.util.sansio import NEED_DATA, PAUSED, Marker, Send, Trace
 
 COMMAND_LINE_LIMIT = 512  # octets before CRLF; RFC 2449 asks for at least 255
 AUTH_LINE_LIMIT = 12288  # SASL responses can be long (tokens)
 ERROR_LIMIT = 20  # bad commands before the connection is closed
 _NUMBER = re.compile(r"[0-9]{1,9}")
-
-
-class _Marker(Enum):
-    NEED_DATA = auto()
-    PAUSED = auto()
-
-
-NEED_DATA = _Marker.NEED_DATA
-PAUSED = _Marker.PAUSED
-
-
-@dataclass
-class Send:
-    """Reply lines to send (without CRLF; a multi-line reply already ends with ".")."""
-
-    lines: list[str]
-
-    def to_bytes(self) -> bytes:
-        return "".join(line + "\r\n" for line in self.lines).encode("utf-8", "surrogateescape")
-
-
-@dataclass
-class Trace:
-    """A received line for the protocol log, with passwords and SASL data left out."""
-
-    text: str
 
 
 @dataclass
@@ -106,7 +81,7 @@ class Close:
 
 
 Event = (Send | Trace | AuthResult | OpenMaildrop | OpenMessage | StreamMessage | Commit
-         | StartTls | Close | _Marker)
+         | StartTls | Close | Marker)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from emailrelay.util import xtext
 from emailrelay.util.printable import printable
+from emailrelay.util.sansio import NEED_DATA, Marker, Send
 
 REPLY_LINE_LIMIT = 4096  # octets in one reply line (RFC 5321 asks for 512)
 REPLY_SIZE_LIMIT = 64 * 1024  # octets in one multi-line reply
@@ -238,24 +239,6 @@ class Outcome:
 
 # -- events -------------------------------------------------------------------------------------
 
-class _Marker(Enum):
-    NEED_DATA = auto()
-
-
-NEED_DATA = _Marker.NEED_DATA
-
-
-@dataclass
-class Send:
-    """Command lines to write in one go (more than one when pipelining)."""
-
-    lines: list[str]
-    sensitive: bool = False  # do not log the text (AUTH responses)
-
-    def to_bytes(self) -> bytes:
-        return "".join(line + "\r\n" for line in self.lines).encode("utf-8", "surrogateescape")
-
-
 @dataclass
 class SendContent:
     """354 received: stream the content through :attr:`ClientProtocol.encoder`, write
@@ -300,7 +283,7 @@ class Closed:
 
 
 Event = (Send | SendContent | SendChunk | StartTls | SessionReady | MessageDone | ProtocolWarning
-         | Closed | _Marker)
+         | Closed | Marker)
 
 
 class State(Enum):

@@ -21,6 +21,7 @@ from emailrelay.smtp import replies
 from emailrelay.smtp.address import AddressError, PathArgument, parse_path
 from emailrelay.smtp.dataphase import DataScanner
 from emailrelay.util.printable import printable
+from emailrelay.util.sansio import NEED_DATA, PAUSED, Marker, Send, Trace
 
 COMMAND_LINE_LIMIT = 4096  # RFC 5321 asks for 512; extensions need more
 AUTH_LINE_LIMIT = 12288  # AUTH commands and responses (RFC 4954 section 4)
@@ -31,25 +32,6 @@ BDAT_CHUNK_READ = 1 << 16
 
 
 # -- events ---------------------------------------------------------------------------------
-
-class _Marker(Enum):
-    NEED_DATA = auto()
-    PAUSED = auto()
-
-
-NEED_DATA = _Marker.NEED_DATA
-PAUSED = _Marker.PAUSED
-
-
-@dataclass
-class Send:
-    """Reply lines to send (each without CRLF)."""
-
-    lines: list[str]
-
-    def to_bytes(self) -> bytes:
-        return "".join(line + "\r\n" for line in self.lines).encode("utf-8", "replace")
-
 
 @dataclass
 class MessageStart:
@@ -112,13 +94,6 @@ class Close:
 
 
 @dataclass
-class Trace:
-    """A line for the ``--verbose`` protocol trace (``rx<<: ...``)."""
-
-    text: str
-
-
-@dataclass
 class ProtocolWarning:
     """Something to log at warning level, once."""
 
@@ -134,7 +109,7 @@ class Notice:
 
 Event = (Send | MessageStart | MessageData | MessageComplete | MessageAbort | CheckRecipient
          | VerifyRequest | StartTls | AuthDone | Close | Trace | ProtocolWarning | Notice
-         | _Marker)
+         | Marker)
 
 
 # -- configuration and transaction state ----------------------------------------------------

@@ -21,12 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 
-def fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """``fsync`` a file (or, with ``directory``, a directory's entries) by name."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    fsync_path(path, directory=True)
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:

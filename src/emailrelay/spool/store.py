@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from emailrelay.spool import envelope as envelope_format
-from emailrelay.spool.durable import GroupCommitter, fsync_directory
+from emailrelay.spool.durable import GroupCommitter, fsync_directory, fsync_path
 from emailrelay.spool.envelope import Envelope, EnvelopeError
 
 log = logging.getLogger("emailrelay.spool")
@@ -196,7 +196,7 @@ class NewMessage:
     def _flush_files(self) -> None:
         """``fdatasync`` this message's files (where one ``syncfs`` does not do it)."""
         for path in (self.content_path, self.new_envelope_path):
-            _fsync_path(path)
+            fsync_path(path)
 
     def _publish(self) -> None:
         os.rename(self.new_envelope_path, self.spool.envelope_path(self.id))
@@ -424,14 +424,6 @@ def _append_reason(envelope_path: Path, reason: str, code: str | int) -> None:
         os.fdatasync(f.fileno())
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_or_link(source: Path, target: Path, *, hardlink: bool) -> None:
     """Hard-link (falling back to a copy across file systems) or copy, then flush."""
     if hardlink:
@@ -443,7 +435,7 @@ def _copy_or_link(source: Path, target: Path, *, hardlink: bool) -> None:
                 raise
     shutil.copyfile(source, target)
     os.chmod(target, FILE_MODE)
-    _fsync_path(target)
+    fsync_path(target)
 
 
 @contextlib.contextmanager
