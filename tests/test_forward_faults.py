@@ -1,15 +1,18 @@
 """Forwarding against a scriptable fake server: each fault, the spool afterwards, the log
-line, and exactly-once delivery once the server recovers."""
+line, and exactly-once delivery once the server recovers (over TLS for the TLS faults;
+tests/test_tls_forward_e2e.py has the other TLS failures, against real TLS servers)."""
 
 from __future__ import annotations
 
 import itertools
 import re
+import ssl
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.certs import Pki
 from tests.support.fakesmtp import FakeSmtpServer, Script
 from tests.support.relay import free_port
 from tests.support.spooling import as_client, spool_message, spool_state
@@ -47,7 +50,33 @@ FAULTS = [
      "will retry in 60s: service not available: 421 4.3.0 bye", None),
     ("silent", {"greeting": None}, ["--prompt-timeout", "1", "--response-timeout", "1"],
      "ready", "smtp client error: response timeout after 1s", None),
+    # STARTTLS: "tls" names the server's certificate and protocols (see tls_context); the
+    # server recovers with a good certificate, and the same options.
+    ("tls handshake fails", {"tls": "tlsv1.2 only"}, ["--client-tls", "--tls-config",
+                                                      "tlsv1.3"], "ready",
+     "smtp client error: tls handshake with {address} failed: tlsv1 alert protocol version",
+     None),
+    ("tls certificate does not verify", {"tls": "untrusted"},
+     ["--client-tls", "--client-tls-verify", "{ca}"], "ready",
+     "smtp client error: tls handshake with {address} failed: certificate verify failed: "
+     "unable to get local issuer certificate", None),
+    ("dropped in the tls handshake", {"tls": "good", "tls_drop": True}, ["--client-tls"],
+     "ready", "smtp client error: tls handshake with {address} failed: the connection was "
+     "closed during the handshake", None),
+    ("no starttls with --client-tls-required", {}, ["--client-tls", "--client-tls-required"],
+     "ready", "smtp client error: tls is mandated but the server cannot do starttls", None),
 ]
+
+
+def tls_context(pki: Pki, kind: str) -> ssl.SSLContext:
+    """A smarthost's STARTTLS context: ``good`` (a certificate from ``pki``),
+    ``untrusted`` (from another CA) or ``tlsv1.2 only``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issuer = Pki(pki.directory, "stranger") if kind == "untrusted" else pki
+    issuer.issue().configure_cert(context)
+    if kind == "tlsv1.2 only":
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @pytest.mark.parametrize("name,changes,options,state,log_text,code", FAULTS,
@@ -56,9 +85,14 @@ def test_fault_then_recovery(tmp_path: Path, name: str, changes: dict, options: 
                              state: str, log_text: str, code: str | None) -> None:
     spool = tmp_path / "spool"
     message_id = spool_message(spool, content=CONTENT)
+    pki = Pki(tmp_path)
+    tls = "--client-tls" in options
+    if "tls" in changes:
+        changes = {**changes, "tls": tls_context(pki, changes["tls"])}
+    options = [option.format(ca=pki.ca_file) for option in options]
     with FakeSmtpServer(Script(**changes)) as server:
         result = as_client(server.address, spool, *options)
-        assert log_text in result.stderr, result.stderr
+        assert log_text.format(address=server.address) in result.stderr, result.stderr
         assert spool_state(spool) == {message_id: state}
         assert not server.messages
         envelope = (spool / f"{message_id}.envelope{'.bad' if state == 'bad' else ''}")
@@ -73,14 +107,16 @@ def test_fault_then_recovery(tmp_path: Path, name: str, changes: dict, options: 
             attempted = "MAIL" in "".join(server.commands)
             assert ("X-MailRelay-RetryCount: 1" in text) == attempted
 
-        server.script = Script()  # the server recovers
-        again = as_client(server.address, spool)
+        # The server recovers (with STARTTLS and a good certificate for the TLS faults).
+        server.script = Script(tls=tls_context(pki, "good") if tls else None)
+        again = as_client(server.address, spool, *options)
         if state == "ready":
             assert again.returncode == 0, again.stderr
             assert spool_state(spool) == {}
             assert len(server.wait_for(1)) == 1
             assert server.messages[0].content == CONTENT
             assert server.messages[0].recipients == ["b@example.com"]
+            assert server.messages[0].tls == tls
         else:
             assert spool_state(spool) == {message_id: "bad"}
             assert server.messages == []

@@ -219,6 +219,12 @@ def test_apop_login() -> None:
     assert d.outcomes == [proto.Outcome(True, "alice", "APOP")]
 
 
+def test_apop_with_a_digest_that_is_not_ascii_is_a_failed_login() -> None:
+    d = driver()  # found by fuzzing: it was a traceback that dropped the connection
+    assert d.say("APOP alice caf\u00e9") == [replies.AUTH_FAILED]
+    assert d.outcomes == [proto.Outcome(False, "alice", "APOP", "wrong password")]
+
+
 def test_apop_gets_one_attempt_per_greeting() -> None:
     d = driver()
     assert d.say(f"APOP alice {apop_digest(b'wrong')}") == [replies.AUTH_FAILED]

@@ -122,10 +122,20 @@ def test_cram_user_names_may_contain_spaces() -> None:
     (b"nodigest", "malformed CRAM-MD5 response"),
     (b" 123", "malformed CRAM-MD5 response"),
     (b"nobody 0123456789abcdef0123456789abcdef", "no such account"),
+    # Found by fuzzing: a digest that is not ASCII was a TypeError (a traceback and a
+    # dropped connection, with no failed-login line for fail2ban).
+    (b"tim \x80", "wrong password"),
+    ("tim caf\u00e9".encode(), "wrong password"),
+    (b"nobody \xff\xfe", "no such account"),
 ])
 def test_cram_failures(response: bytes, reason: str) -> None:
     outcome = Cram(SECRETS, "<1@x>", "MD5").respond(response)
     assert not outcome.ok and outcome.reason == reason
+
+
+def test_apop_with_a_digest_that_is_not_ascii_fails_cleanly() -> None:
+    outcome = Apop(SECRETS, "<1@x>").respond("tim \u00e9t\u00e9".encode())
+    assert not outcome.ok and outcome.reason == "wrong password"
 
 
 def test_plain_with_plain_and_md5_secrets() -> None:

@@ -126,6 +126,8 @@ def test_cram_md5_with_an_md5_secret(auth: ServerAuth) -> None:
     ("AUTH PLAIN " + b64("\0mallory\0e=mc2"), None, "no such account"),
     ("AUTH LOGIN", "bad base64!", "invalid base64 encoding"),
     ("AUTH CRAM-MD5", b64("alice 00"), "wrong password"),
+    # Found by fuzzing: a digest that is not ASCII was a traceback and a dropped connection.
+    ("AUTH CRAM-SHA256", base64.b64encode(b"alice \x80").decode(), "wrong password"),
 ])
 def test_failures_answer_535_and_say_why_in_the_log(auth: ServerAuth, command: str,
                                                     response: str | None, reason: str) -> None:

@@ -8,16 +8,25 @@ and under hypothesis (tests/test_fuzz_properties.py).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import re
+import ssl
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from emailrelay.auth.sasl import SaslServer
-from emailrelay.auth.secrets import SecretsError, parse_secrets
+from emailrelay.admin.core import LINE_LIMIT, PROMPT, AdminSession
+from emailrelay.auth import hashstate
+from emailrelay.auth.mechanisms import MechanismConfig
+from emailrelay.auth.sasl import Outcome, Plain, SaslServer
+from emailrelay.auth.secrets import PLAIN, SecretsError, parse_secrets
 from emailrelay.options import parser as options
 from emailrelay.options.validate import validate
+from emailrelay.policy.dnsbl import DnsblConfig, DnsblConfigError, query_name
 from emailrelay.pop import protocol as pop
 from emailrelay.pop.content import ContentEncoder, octet_count
 from emailrelay.smtp import client
@@ -25,8 +34,10 @@ from emailrelay.smtp import server as smtp
 from emailrelay.smtp.address import AddressError, parse_path
 from emailrelay.smtp.dataphase import DataScanner
 from emailrelay.spool import envelope
+from emailrelay.tls.config import parse_tls_config
 from emailrelay.uci import parser as uci
 
+_HOST_NAME = re.compile(r"([A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*")
 REPLY_LINE = re.compile(r"[2-5][0-9][0-9]([ -].*)?")
 NO_NEWLINES = re.compile(r"[^\r\n]*")
 
@@ -233,8 +244,184 @@ def envelope_file(data: bytes) -> None:
 
 
 def secrets_file(data: bytes) -> None:
-    with contextlib.suppress(SecretsError):
-        parse_secrets(data.decode("utf-8", "surrogateescape"), "fuzz")
+    """Any text parses or raises SecretsError; every plain server secret read logs in."""
+    try:
+        secrets, warnings = parse_secrets(data.decode("utf-8", "surrogateescape"), "fuzz")
+    except SecretsError as e:
+        assert NO_NEWLINES.fullmatch(str(e)), f"a newline in the error {e!r}"
+        return
+    assert all(NO_NEWLINES.fullmatch(w) for w in warnings), warnings
+    for (type_, user), secret in secrets.server.items():
+        assert (type_, user) == (secret.type, secret.id)
+        response = b"\0" + user.encode("utf-8", "surrogateescape") + b"\0" + secret.value
+        if type_ == PLAIN and response.count(b"\0") == 2 and user and secret.value:
+            outcome = Plain(secrets).respond(response)
+            assert outcome.ok, f"{secret.describe()} does not log in: {outcome}"
+
+
+# -- authentication, TLS, admin and policy configuration -------------------------------------
+
+_ACCOUNTS = parse_secrets(
+    "server plain alice secret\n"
+    f"server md5 carol {base64.b64encode(hashstate.make_secret(b'pw')).decode()}\n", "fuzz")[0]
+_SASL = SaslServer(lambda: _ACCOUNTS, "fuzz.example")
+_PASSWORDS = {"alice": b"secret", "carol": b"pw"}
+
+
+def _right_answer(name: str, user: str, password: bytes, challenge: bytes) -> bytes:
+    """What a client that knows ``password`` answers to ``challenge``."""
+    if name == "APOP":
+        return f"{user} {hashlib.md5(challenge + password).hexdigest()}".encode()
+    digest = hmac.new(password, challenge, name.removeprefix("CRAM-").lower()).hexdigest()
+    return f"{user} {digest}".encode()
+
+
+def sasl(data: bytes) -> None:
+    """Every mechanism on hostile responses: one outcome, a success only for the right
+    password, and log text that cannot forge lines."""
+    names = [*_SASL.mechanisms(), "APOP"]
+    name = names[(data[0] if data else 0) % len(names)]
+    mechanism = _SASL.apop("<1.2@fuzz.example>") if name == "APOP" else _SASL.start(name)
+    assert mechanism is not None
+    challenge = mechanism.challenge()
+    responses = data[1:].split(b"\n")
+    outcome = None
+    for step, response in enumerate(responses):
+        result = mechanism.respond(response)
+        if isinstance(result, Outcome):
+            outcome = result
+            responses = responses[:step + 1]  # what the mechanism read
+            break
+        assert name == "LOGIN" and step == 0, f"{name} asked again after {response!r}"
+    if outcome is None:
+        assert name == "LOGIN" and len(responses) == 1, responses
+        return
+    assert outcome.mechanism == name
+    assert NO_NEWLINES.fullmatch(outcome.describe()), outcome.describe()
+    if outcome.ok:
+        password = _PASSWORDS.get(outcome.user)
+        assert password is not None, f"{outcome.user!r} logged in with {name}"
+        if name in ("PLAIN", "LOGIN"):
+            given = responses[-1].split(b"\0")[-1] if name == "PLAIN" else responses[-1]
+            assert given == password, f"{name} let in {responses!r}"
+        else:
+            assert responses[0].lower() == _right_answer(name, outcome.user, password,
+                                                         challenge), responses
+
+
+def sasl_config(data: bytes) -> None:
+    """``--server-auth-config`` and ``--client-auth-config``: filtering keeps the order and
+    takes nothing that was not offered."""
+    text = data.decode("utf-8", "surrogateescape")
+    offered = [*_SASL.mechanisms(), "XOAUTH2", "OAUTHBEARER"]
+    for bare_list in (False, True):
+        try:
+            config = MechanismConfig.parse(text, bare_list=bare_list)
+        except ValueError as e:
+            assert str(e).startswith("invalid item "), e
+            continue
+        for secure in (False, True):
+            kept = config.apply(offered, secure)
+            assert kept == [m for m in offered if m in kept], f"{kept} out of order"
+
+
+def tls_config(data: bytes) -> None:
+    """``--tls-config`` values (NUL-separated): an error, or versions a context takes."""
+    values = data.decode("utf-8", "surrogateescape").split("\0")
+    try:
+        config = parse_tls_config(values)
+    except ValueError:
+        return
+    assert all(note.startswith("tls-config: ") for note in config.notes), config.notes
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = config.minimum
+    context.maximum_version = config.maximum
+    context.options |= config.options
+
+
+@dataclass
+class _AdminBackend:
+    forwarding: _Forwarding | None = None
+    pid: int = 1
+    calls: list[str] = field(default_factory=list)
+
+    def ready_ids(self) -> list[str]:
+        return ["emailrelay.1.2.3"]
+
+    def failed_ids(self) -> list[str]:
+        return []
+
+    def unfail_all(self) -> None:
+        self.calls.append("unfail")
+
+    def status_lines(self) -> list[str]:
+        return ["IN started: 1"]
+
+    def info(self) -> dict[str, str]:
+        return {"version": "2.6", "warranty": "none\nat all"}
+
+    def set_smtp_enabled(self, enabled: bool) -> None:
+        self.calls.append(f"smtp {enabled}")
+
+    def suspend_dnsbl(self, seconds: int | None) -> None:
+        assert seconds is None or 0 <= seconds <= 4294967295, seconds
+        self.calls.append(f"dnsbl {seconds}")
+
+    def terminate(self) -> None:
+        raise AssertionError("the core never terminates by itself")
+
+
+class _Forwarding:
+    def request_forward(self, reason: str) -> None:
+        assert reason == "admin"
+
+    async def flush(self) -> str:
+        return ""
+
+
+def admin(data: bytes) -> None:
+    """The admin command core on a hostile client: bounded input, a prompt after every
+    reply, the client's line ending, and terminate only where it is allowed."""
+    flags = data[0] if data else 0
+    allowed = bool(flags & 1)
+    session = AdminSession(_AdminBackend(_Forwarding() if flags & 2 else None),
+                           terminate_allowed=allowed)
+    for piece in _pieces(data):
+        out = session.receive_data(piece)
+        assert len(session._buffer) <= LINE_LIMIT, "unbounded input buffer"
+        assert not out.terminate or allowed, "terminate without --admin-terminate"
+        if out.data and not out.close:
+            assert out.data.endswith(PROMPT.encode()) or b"EVENT: " in out.data, out.data
+        if session.eol == "\r\n":
+            assert b"\n" not in out.data.replace(b"\r\n", b""), f"bare LF in {out.data!r}"
+        if out.flush:
+            assert session.flush_done("").endswith(PROMPT.encode())
+        if out.close is not None or out.terminate:
+            return
+
+
+def dnsbl(data: bytes) -> None:
+    """``--dnsbl`` values: an error, or a configuration that says the same when written
+    back in the documented order, whose list names make query names."""
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        config = DnsblConfig.parse(text)
+    except DnsblConfigError:
+        return
+    assert config.lists and config.threshold >= 0 and config.timeout > 0, config
+    for zone in config.lists:
+        for address in ("192.0.2.1", "2001:db8::1"):
+            assert query_name(address, zone).endswith(f".{zone}."), (address, zone)
+    if not all(_HOST_NAME.fullmatch(zone) for zone in config.lists):
+        return  # DNS escapes (\\000) and numeric top-level names cannot be written back
+    milliseconds = round(config.timeout * 1000)
+    fields = [*config.lists, str(config.threshold),
+              f"{'-' if config.block_when_undecided else ''}{milliseconds}"]
+    if config.nameserver is not None:
+        host, port = config.nameserver
+        fields.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    again = DnsblConfig.parse(",".join(fields))
+    assert again == config, f"{text!r}: {config} written back reads as {again}"
 
 
 def uci_file(data: bytes) -> None:
@@ -266,6 +453,11 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "secrets": secrets_file,
     "uci": uci_file,
     "options": options_line,
+    "sasl": sasl,
+    "sasl_config": sasl_config,
+    "tls_config": tls_config,
+    "admin": admin,
+    "dnsbl": dnsbl,
 }
 
 # Starting points: one well-formed input per target, so that fuzzing begins deep.
@@ -298,4 +490,12 @@ SEEDS: dict[str, list[bytes]] = {
             b"\tlist filter \"a b\"\n\toption enabled 1 # x\n"],
     "options": [b"--as-proxy\x00smarthost:25\x00--port\x0010025\x00--filter\x00/bin/true\x00"
                 b"--pop\x00--pop-auth\x00/etc/x\x00in-spool-dir\x00/tmp"],
+    "sasl": [b"\x04\x00alice\x00secret", b"\x05alice\nsecret", b"\x00carol 0123456789abcdef",
+             b"\x06alice 00112233445566778899aabbccddeeff"],
+    "sasl_config": [b"m:cram-sha256,plain;x:login;a:plain,login;d:cram-md5", b"plain,login"],
+    "tls_config": [b"tlsv1.2,-tlsv1.3,op_no_ticket\x00noverify,mbedtls,ignoreextra,x"],
+    "admin": [b"\x03help\r\nstatus\r\nlist\r\nnotify\r\nflush\r\nforward\r\n"
+              b"info version\r\ndnsbl stop 60\r\nsmtp disable\r\nunfail-all\r\nterminate\r\n"],
+    "dnsbl": [b"zen.example,bl.example.,2,-1500,127.0.0.1:53",
+              b"[::1]:5353,5s,1,bl.example,other.example"],
 }

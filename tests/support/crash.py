@@ -17,6 +17,14 @@ aimed at one moment (:data:`MODES`):
                      (``EMAILRELAY_TEST_CRASH_AT=forwarded``);
 ``filter``           while the ``--filter`` script runs (the script kills its parent).
 
+Each restart also takes the next configuration from :data:`CONFIGS` (``--configs``):
+``plain``; ``tls``, STARTTLS on both sides (``--server-tls``, and ``--client-tls
+--client-tls-required --client-tls-verify`` to a far side that offers it); ``auth``, SMTP
+AUTH on both sides (``--server-auth``, ``--client-auth``); ``tls+auth``, both.  The clients
+follow what the relay offers: STARTTLS when it is in the EHLO reply, then AUTH when that
+is (without it a ``--server-auth`` relay refuses their mail), so the spool written under
+one configuration is forwarded under the next.
+
 At the end a last relay drains the spool and the audit compares what clients were told
 (250) with what the far side acknowledged.  Acknowledged messages lost, corrupted content,
 ``.bad`` envelopes, messages left behind and duplicates not explained by a lost far-side 250
@@ -35,6 +43,7 @@ import os
 import random
 import signal
 import smtplib
+import ssl
 import tempfile
 import threading
 import time
@@ -42,12 +51,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.certs import Pki
 from tests.support.fakesmtp import FakeSmtpServer, Received, Script
 from tests.support.relay import Relay, free_port
 
 MODES = {"random": 30, "data": 15, "stored": 15, "far-before-250": 15, "forwarded": 15,
          "filter": 10}
+CONFIGS = ("plain", "tls", "auth", "tls+auth")
 CLIENTS = 3
+USER, PASSWORD = "alice", "crash-test"
+SECRETS = f"server plain {USER} {PASSWORD}\nclient plain {USER} {PASSWORD}\n"
 FILTER = """#!/bin/sh
 # Crash harness filter: passes every message; when armed, kills the relay (its parent).
 if mv {arm} {arm}.taken 2>/dev/null; then kill -9 $PPID; sleep 2; fi
@@ -76,6 +89,11 @@ def parse_message(content: bytes) -> tuple[str, bool]:
 @dataclass
 class Figures:
     kills: Counter[str] = field(default_factory=Counter)
+    configs: Counter[str] = field(default_factory=Counter)  # kills per configuration
+    # Acknowledged messages by how their client sent them ("plain", "tls", "auth",
+    # "tls+auth"), and delivered messages by how the relay forwarded them.
+    acknowledged_as: Counter[str] = field(default_factory=Counter)
+    delivered_as: Counter[str] = field(default_factory=Counter)
     missed: Counter[str] = field(default_factory=Counter)  # aimed kills that never fired
     attempted: int = 0
     acknowledged: int = 0
@@ -100,8 +118,14 @@ class Figures:
     def summary(self) -> str:
         modes = ", ".join(f"{mode} {self.kills[mode]}" for mode in MODES)
         missed = sum(self.missed.values())
+
+        def by(counter: Counter[str]) -> str:
+            return ", ".join(f"{name} {counter[name]}" for name in CONFIGS if counter[name])
+
         return (f"kills: {sum(self.kills.values())} ({modes}; {missed} aimed kills re-aimed "
                 f"at random)\n"
+                f"configurations: kills {by(self.configs)}; acknowledged "
+                f"{by(self.acknowledged_as)}; forwarded {by(self.delivered_as)}\n"
                 f"messages: {self.attempted} attempted, {self.acknowledged} acknowledged (250), "
                 f"{self.received} received by the far side "
                 f"({self.unacknowledged_delivered} of them never acknowledged to the client)\n"
@@ -115,13 +139,16 @@ class Figures:
 class Clients:
     """Threads sending mail through the relay with smtplib, reconnecting after each kill."""
 
-    def __init__(self, port: int, count: int, seed: int) -> None:
+    def __init__(self, port: int, count: int, seed: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.tls = tls  # trusts the relay's certificate: STARTTLS when offered
         self.stop = threading.Event()
         self.mid_data = threading.Event()  # a client is half-way through DATA
         self.lock = threading.Lock()
         self.attempted: set[str] = set()
         self.acknowledged: set[str] = set()
+        self.acknowledged_as: Counter[str] = Counter()
         self.threads = [threading.Thread(target=self._run, args=(n, seed + n), daemon=True)
                         for n in range(count)]
 
@@ -140,16 +167,29 @@ class Clients:
         while not self.stop.is_set():
             try:
                 with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as smtp:
-                    smtp.ehlo("client.example")
+                    how = self._hello(smtp)
                     for _ in range(rng.randint(1, 3)):
                         sequence += 1
-                        self._send(smtp, f"c{number}-{sequence}", rng)
+                        self._send(smtp, f"c{number}-{sequence}", rng, how)
                         if self.stop.is_set():
                             break
             except (OSError, smtplib.SMTPException):
                 time.sleep(rng.uniform(0.01, 0.05))
 
-    def _send(self, smtp: smtplib.SMTP, test_id: str, rng: random.Random) -> None:
+    def _hello(self, smtp: smtplib.SMTP) -> str:
+        """EHLO, STARTTLS and AUTH as far as the relay offers them: how the mail goes."""
+        smtp.ehlo("client.example")
+        how = []
+        if self.tls is not None and smtp.has_extn("starttls"):
+            smtp.starttls(context=self.tls)
+            smtp.ehlo("client.example")
+            how.append("tls")
+        if smtp.has_extn("auth"):
+            smtp.login(USER, PASSWORD)
+            how.append("auth")
+        return "+".join(how) or "plain"
+
+    def _send(self, smtp: smtplib.SMTP, test_id: str, rng: random.Random, how: str) -> None:
         message, _ = make_message(test_id, rng)
         data = message.replace(b"\r\n.", b"\r\n..")
         data += b".\r\n"  # the message ends with CRLF already
@@ -171,11 +211,13 @@ class Clients:
         if code == 250:
             with self.lock:
                 self.acknowledged.add(test_id)
+                self.acknowledged_as[how] += 1
 
 
 class CrashRun:
-    def __init__(self, work: Path, seed: int = 1) -> None:
+    def __init__(self, work: Path, seed: int = 1, configs: tuple[str, ...] = CONFIGS) -> None:
         self.work = work
+        self.configs = configs
         self.rng = random.Random(seed)
         self.seed = seed
         self.port = free_port()
@@ -184,7 +226,14 @@ class CrashRun:
         self.filter = work / "filter.sh"
         self.filter.write_text(FILTER.format(arm=self.arm))
         self.filter.chmod(0o755)
-        self.far = FakeSmtpServer(Script(on_end=self._far_end))
+        self.pki = Pki(work)
+        self.certificate = self.pki.pem()  # the relay's and the far side's
+        self.secrets = work / "secrets"
+        self.secrets.write_text(SECRETS)
+        self.secrets.chmod(0o600)
+        far_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        far_tls.load_cert_chain(self.certificate)
+        self.far = FakeSmtpServer(Script(on_end=self._far_end, tls=far_tls, auth=True))
         self.far_armed = threading.Event()
         self.relay: Relay | None = None
         self.figures = Figures()
@@ -197,14 +246,24 @@ class CrashRun:
             return False
         return True
 
-    def _start(self, crash_at: str | None = None) -> Relay:
+    def _options(self, config: str) -> list[str]:
+        options = []
+        if "tls" in config.split("+"):
+            options += ["--server-tls", "--server-tls-certificate", str(self.certificate),
+                        "--client-tls", "--client-tls-required",
+                        "--client-tls-verify", str(self.pki.ca_file)]
+        if "auth" in config.split("+"):
+            options += ["--server-auth", str(self.secrets), "--client-auth", str(self.secrets)]
+        return options
+
+    def _start(self, crash_at: str | None = None, config: str = "plain") -> Relay:
         env = {"EMAILRELAY_TEST_CRASH_AT": crash_at} if crash_at else {}
         for _ in range(50):
             relay = Relay(self.work, "--forward-to", self.far.address,
                           "--forward-on-disconnect", "--poll", "1",
                           "--retry-delay", "1", "--retry-max-delay", "2",
-                          "--filter", str(self.filter), port=self.port, spool=self.spool,
-                          env=env, wait=False)
+                          "--filter", str(self.filter), *self._options(config),
+                          port=self.port, spool=self.spool, env=env, wait=False)
             self.relay = relay
             try:
                 relay.wait_listening()
@@ -222,9 +281,9 @@ class CrashRun:
             self.relay.process.wait(seconds)
         return self.relay.process.poll() is not None
 
-    def kill_once(self, clients: Clients) -> str:
+    def kill_once(self, clients: Clients, config: str = "plain") -> str:
         mode = self.rng.choices(list(MODES), weights=list(MODES.values()))[0]
-        relay = self._start(mode if mode in ("stored", "forwarded") else None)
+        relay = self._start(mode if mode in ("stored", "forwarded") else None, config)
         if mode == "random":
             time.sleep(self.rng.uniform(0.0, 0.8))
         elif mode == "data":
@@ -243,16 +302,18 @@ class CrashRun:
         relay.process.kill()
         relay.stop()
         self.figures.kills[mode] += 1
+        self.figures.configs[config] += 1
         return mode
 
     def run(self, kills: int, clients_count: int = CLIENTS, progress: bool = False) -> Figures:
         started = time.monotonic()
         with self.far:
-            clients = Clients(self.port, clients_count, self.seed * 100)
+            clients = Clients(self.port, clients_count, self.seed * 100,
+                              self.pki.client_context())
             clients.start()
             try:
                 for n in range(kills):
-                    self.kill_once(clients)
+                    self.kill_once(clients, self.configs[n % len(self.configs)])
                     if progress and (n + 1) % 50 == 0:
                         print(f"crash: {n + 1} kills, {len(clients.acknowledged)} "
                               f"acknowledged, {len(self.far.messages)} received", flush=True)
@@ -265,7 +326,7 @@ class CrashRun:
 
     def _drain(self, patience: float = 30.0) -> None:
         """A last relay without faults forwards what is left; stop once nothing moves."""
-        relay = self._start()
+        relay = self._start(config=self.configs[-1])
         last, moved = -1, time.monotonic()
         while time.monotonic() - moved < patience:
             waiting = sum(1 for p in self.spool.glob("emailrelay.*.envelope*")
@@ -287,6 +348,11 @@ class CrashRun:
                 f.corrupted.append(test_id)
         f.attempted = len(clients.attempted)
         f.acknowledged = len(clients.acknowledged)
+        f.acknowledged_as = clients.acknowledged_as
+        for message in self.far.messages:
+            how = [name for name, used in (("tls", message.tls), ("auth", message.user))
+                   if used]
+            f.delivered_as["+".join(how) or "plain"] += 1
         f.received = len(receipts)
         f.lost = sorted(clients.acknowledged - receipts.keys())
         f.unacknowledged_delivered = len(receipts.keys() - clients.acknowledged)
@@ -311,12 +377,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="configurations to rotate through, one per restart "
+                             f"(default {','.join(CONFIGS)})")
     parser.add_argument("--work", type=Path, help="keep the spool and logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="emailrelay-crash-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        figures = CrashRun(work, args.seed).run(args.kills, progress=True)
+        configs = tuple(args.configs.split(","))
+        if not set(configs) <= set(CONFIGS):
+            parser.error(f"--configs: choose from {','.join(CONFIGS)}")
+        figures = CrashRun(work, args.seed, configs).run(args.kills, progress=True)
     print(figures.summary())
     for name in ("lost", "unexplained_duplicates", "corrupted", "bad_envelopes",
                  "left_in_spool"):

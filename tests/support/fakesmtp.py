@@ -3,14 +3,18 @@
 The :class:`Script` says what to answer to each step, how long to wait before
 answering and where to drop the connection; change it between runs to make the
 server "recover".  Messages count as delivered only when the script answers 2xx to
-the end of the data.
+the end of the data.  With a TLS context it offers STARTTLS (and can drop the
+connection where the handshake should start); with ``auth`` it offers AUTH PLAIN and
+LOGIN and takes any password.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -36,6 +40,9 @@ class Script:
     # connection without a reply (a far side whose 250 is never sent).
     on_end: Callable[[Received], bool] | None = None
     delay: dict[str, float] = field(default_factory=dict)  # step -> seconds before reply
+    tls: ssl.SSLContext | None = None  # offer STARTTLS with this server context
+    tls_drop: bool = False  # say 220 to STARTTLS, then close instead of the handshake
+    auth: bool = False  # offer AUTH PLAIN LOGIN, accept any password
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Received:
     connection: int = 0  # which connection (1, 2, ...) it arrived on
     confirmed: bool = False  # the client sent another command after our 2xx to its data
     wire: bytes = b""  # the data as it came, dot-stuffed, ending with CRLF "." CRLF
+    tls: bool = False  # it came over TLS
+    user: str = ""  # the AUTH user name of its session ("" without AUTH)
 
 
 class FakeSmtpServer:
@@ -105,6 +114,7 @@ class FakeSmtpServer:
         script = self.script
         conn = _Lines(sock)
         accepted: list[Received] = []  # here, not yet confirmed by a later command
+        user = ""
         try:
             self._reply(conn, "greeting", script.greeting)
             if script.greeting is None:
@@ -123,6 +133,10 @@ class FakeSmtpServer:
                     accepted.clear()
                 if verb in ("EHLO", "HELO"):
                     lines = script.ehlo if verb == "EHLO" else ["fake.example"]
+                    if verb == "EHLO":
+                        secure = isinstance(conn.sock, ssl.SSLSocket)
+                        lines = [*lines, *(["STARTTLS"] if script.tls and not secure else []),
+                                 *(["AUTH PLAIN LOGIN"] if script.auth else [])]
                     self._reply(conn, verb, "\r\n".join(
                         f"250{'-' if i < len(lines) - 1 else ' '}{t}"
                         for i, t in enumerate(lines)))
@@ -147,7 +161,8 @@ class FakeSmtpServer:
                     content = conn.read_data(drop_half_way=script.drop_in_data)
                     if content is None:
                         return
-                    received = Received(mail_from, rcpts, content, connection, wire=conn.wire)
+                    received = Received(mail_from, rcpts, content, connection, wire=conn.wire,
+                                        tls=isinstance(sock, ssl.SSLSocket), user=user)
                     if script.on_end is not None and not script.on_end(received):
                         return
                     self._reply(conn, "END", script.end)
@@ -155,15 +170,42 @@ class FakeSmtpServer:
                         with self.lock:
                             self.messages.append(received)
                             accepted.append(received)
+                elif verb == "STARTTLS" and script.tls is not None:
+                    self._reply(conn, "STARTTLS", "220 2.0.0 go ahead")
+                    if script.tls_drop:
+                        return
+                    conn.buffer = b""  # plaintext sent behind STARTTLS is never a command
+                    sock = conn.sock = script.tls.wrap_socket(sock, server_side=True)
+                elif verb == "AUTH" and script.auth:
+                    user = self._auth(conn, line)
+                    if user is None:
+                        return
                 elif verb == "QUIT":
                     self._reply(conn, "QUIT", "221 bye")
                     return
                 else:
                     self._reply(conn, verb, "250 ok")
-        except OSError:
+        except OSError:  # ssl.SSLError included: a failed handshake
             return
         finally:
             sock.close()
+
+    def _auth(self, conn: _Lines, line: str) -> str | None:
+        """AUTH PLAIN (with or without an initial response) or LOGIN: the user name."""
+        words = line.split()
+        mechanism = words[1].upper() if len(words) > 1 else ""
+        prompts = ["VXNlcm5hbWU6", "UGFzc3dvcmQ6"] if mechanism == "LOGIN" else [""]
+        answers = words[2:3]
+        for prompt in prompts[len(answers):]:
+            conn.send(f"334 {prompt}\r\n")
+            answer = conn.readline()
+            if answer is None:
+                return None
+            answers.append(answer)
+        decoded = [base64.b64decode(a) if a != "=" else b"" for a in answers]
+        user = [*decoded[0].split(b"\0"), b""][1] if mechanism == "PLAIN" else decoded[0]
+        conn.send("235 2.7.0 authenticated\r\n")
+        return user.decode(errors="replace")
 
     def _reply(self, conn: _Lines, step: str, text: str | None) -> None:
         if text is None:
@@ -194,7 +236,7 @@ class _Lines:
         self.sock.setblocking(False)
         try:
             self._fill()
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             pass
         finally:
             self.sock.setblocking(True)

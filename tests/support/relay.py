@@ -41,13 +41,13 @@ class Relay:
     def __init__(self, tmp: Path, *args: str, port: int | None = None,
                  spool: Path | None = None, wait: bool = True, name: str = "relay",
                  env: dict[str, str] | None = None, prefix: list[str] | None = None,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, user: str = "root") -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.spool = spool or tmp / f"{name}-spool"
         self.log_path = tmp / f"{name}.log"
         interface = [] if "--interface" in args else ["--interface", "127.0.0.1"]
-        self.args = ["--no-daemon", "--log", "--verbose", "--user", "root", *interface,
+        self.args = ["--no-daemon", "--log", "--verbose", "--user", user, *interface,
                      "--port", str(self.port), "--spool-dir", str(self.spool), *args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         # prefix: a wrapper such as "ip netns exec <name>" (it must exec the program);

@@ -84,12 +84,14 @@ class Runtime:
         self.pool: WorkerPool | None = None  # --workers, in the main process
         self.channel: WorkerChannel | None = None  # --workers, in a worker process
         self._background: set[asyncio.Task[None]] = set()
+        self._early_reload = False
 
     def run(self) -> int:
         p = self.cl.process
         # Until the event loop handles SIGHUP, one must not kill us (a handler, not
-        # SIG_IGN, which filter programs would inherit).
-        signal.signal(signal.SIGHUP, lambda *_: None)
+        # SIG_IGN, which filter programs would inherit); one that comes while the sockets
+        # already listen is acted on as soon as the loop runs.
+        signal.signal(signal.SIGHUP, self._note_early_reload)
         daemon = not p.flag("no-daemon")
         if daemon:
             make_paths_absolute(self.cl, os.getcwd())  # the daemon will work in /
@@ -124,6 +126,7 @@ class Runtime:
         try:
             drop_privileges(p.value("user") or "daemon",
                             [i.spool.directory for i in self.instances])
+            self.services.reloads.warn_unreadable(p.value("user") or "daemon")
             for instance in self.instances:
                 instance.prepare_spool()
             for path in pid_files:
@@ -173,6 +176,8 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
+        if self._early_reload:
+            loop.call_soon(self._reload)
         try:
             for instance in self.instances:
                 await instance.start()
@@ -230,6 +235,9 @@ class Runtime:
         log.info("%s: shutting down", why)
         self.services.stopping = True
         self.stopping.set()
+
+    def _note_early_reload(self, *_: object) -> None:
+        self._early_reload = True
 
     def _reload(self) -> None:
         """SIGHUP: reopen the log file, then reload what features registered."""

@@ -148,11 +148,13 @@ class _ChallengeResponse(Mechanism):
         user, sep, digest = _text(data).rpartition(" ")
         if not sep or not user or not digest:
             return self._outcome(user, f"malformed {self.name} response")
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+        given = data.rpartition(b" ")[2].lower()
         expected = self.expected(user)
         if expected is None:
-            hmac.compare_digest(_DUMMY.hex(), digest.lower())
+            hmac.compare_digest(_DUMMY.hex().encode(), given)
             return self._outcome(user, self._no_secret(user))
-        ok = hmac.compare_digest(expected.hex(), digest.lower())
+        ok = hmac.compare_digest(expected.hex().encode(), given)
         return self._outcome(user, None if ok else "wrong password")
 
     @abstractmethod

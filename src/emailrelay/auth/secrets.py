@@ -308,6 +308,9 @@ class SecretsFile:
                     log.error("%s: still using the previous contents", e)
         return self._secrets
 
+    def files(self) -> list[str]:
+        return [self.path]
+
     def reload(self) -> None:
         """Read the file now; on :class:`SecretsError` the previous contents stay."""
         stamp = self._mtime()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import pwd
@@ -63,10 +64,18 @@ def remove_pid_file(path: str) -> None:
             Path(path).unlink()
 
 
+# Codecs used after start-up (protocol traces, international domain names).  Python
+# imports a codec on its first use, and the --user account may not be able to read the
+# interpreter's library (one installed under /root, say), so they are loaded as root.
+CODECS = ("ascii", "latin-1", "utf-8", "idna", "unicode_escape", "punycode")
+
+
 def drop_privileges(user: str, chown_paths: list[Path]) -> None:
     """When running as root, switch to ``user`` for good (``root`` keeps root)."""
     if os.geteuid() != 0 or user == "root":
         return
+    for codec in CODECS:
+        codecs.lookup(codec)
     try:
         entry = pwd.getpwnam(user)
     except KeyError:

@@ -36,6 +36,9 @@ class CertificateFiles:
         key, chain = (values[0], values[-1])
         return cls(os.path.abspath(key), os.path.abspath(chain))
 
+    def files(self) -> list[str]:
+        return [self.key, self.chain]
+
     def load_into(self, context: ssl.SSLContext) -> None:
         """Check both files and load them; raise :class:`TlsFileError` saying what is wrong."""
         key_pem = _read(self.key, "key")

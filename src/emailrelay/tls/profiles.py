@@ -45,6 +45,12 @@ def _verifying(verify: str | None, config: TlsConfig) -> bool:
     return verify is not None and verify != "<none>" and not config.noverify
 
 
+def _files(certificate: CertificateFiles | None, verify: str | None) -> list[str]:
+    """The files a profile reads (the system's CA store is not ours to check)."""
+    ca = [verify] if verify and verify not in ("<none>", "<default>") else []
+    return [*(certificate.files() if certificate else []), *ca]
+
+
 class ServerTls:
     """STARTTLS/STLS (``--server-tls``) or implicit TLS (``--server-tls-connection``)."""
 
@@ -73,6 +79,9 @@ class ServerTls:
     def reload(self) -> None:
         """New handshakes use the files as they are now; raises if they are unusable."""
         self.context = self._build()
+
+    def files(self) -> list[str]:
+        return _files(self.certificate, self.verify)
 
     async def accept(self, writer: asyncio.StreamWriter, peer: str) -> Upgraded:
         """The server's handshake; a failure is logged and raised."""
@@ -117,6 +126,9 @@ class ClientTls:
         """New connections use the files as they are now; raises if they are unusable."""
         contexts = self._build(check_hostname=True), self._build(check_hostname=False)
         self._name_checking, self._plain = contexts
+
+    def files(self) -> list[str]:
+        return _files(self.certificate, self.verify)
 
     async def connect(self, writer: asyncio.StreamWriter, host: str | None,
                       peer: str) -> Upgraded:
