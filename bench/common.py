@@ -52,7 +52,8 @@ class Result:
         p50, p99 = self.percentile(50), self.percentile(99)
         return [self.name, self.server, f"{self.messages:,}" if self.messages else "-",
                 f"{self.seconds:.2f}" if self.seconds else "-",
-                f"{self.rate:,.0f}" if self.messages and self.seconds else "-",
+                "-" if not (self.messages and self.seconds) else
+                f"{self.rate:,.0f}" if self.rate >= 10 else f"{self.rate:.2f}",
                 "-" if p50 is None else f"{p50 * 1000:.2f}",
                 "-" if p99 is None else f"{p99 * 1000:.2f}",
                 "-" if self.peak_rss_kb is None else f"{self.peak_rss_kb / 1024:.1f}", self.note]

@@ -37,6 +37,7 @@ from bench.forward import smtp_sink
 
 STARTS = 7
 BIG = 200 * MB
+STARTUP, IN_AND_OUT = "start-up to listening", "200 MB message in and out"
 
 
 def startup(work: Path, starts: int) -> Result:
@@ -52,7 +53,7 @@ def startup(work: Path, starts: int) -> Result:
         program.stop()
     notes = [f"median of {starts} (min {min(listening):.3f} s); 220 greeting after "
              f"{statistics.median(greeting):.3f} s; RSS when idle", busy_note(busy)]
-    return Result("start-up to listening", EMAILRELAY, seconds=statistics.median(listening),
+    return Result(STARTUP, EMAILRELAY, seconds=statistics.median(listening),
                   peak_rss_kb=max(rss), note=", ".join(n for n in notes if n))
 
 
@@ -89,7 +90,7 @@ def in_and_out(work: Path) -> Result:
     notes = [f"in {accept:.2f} s ({BIG / MB / accept:.0f} MB/s), out {forward:.2f} s "
              f"({BIG / MB / forward:.0f} MB/s); peak RSS +{(peak - before) / 1024:.1f} MB",
              busy_note(busy)]
-    return Result("200 MB message in and out", EMAILRELAY, 1, accept + forward, [latency],
+    return Result(IN_AND_OUT, EMAILRELAY, 1, accept + forward, [latency],
                   peak, ", ".join(n for n in notes if n),
                   figures={"rss_growth_mb": (peak - before) / 1024})
 
@@ -97,5 +98,5 @@ def in_and_out(work: Path) -> Result:
 def run(work: Path, quick: bool = False) -> list[Result]:
     results = [startup(work, 3 if quick else STARTS)]
     if why := postfix_missing():
-        return [*results, Result("200 MB message in and out", note=why)]
+        return [*results, Result(IN_AND_OUT, note=why)]
     return [*results, in_and_out(work)]

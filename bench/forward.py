@@ -45,6 +45,7 @@ DRAIN_MESSAGES = 2000
 PROXY_MESSAGES = 2000
 CLIENTS = 8
 SIZE = 10 * KB
+DRAIN, PROXY = "forward: --as-client drains the spool", "forward: --as-proxy end to end"
 
 
 @contextmanager
@@ -79,7 +80,7 @@ def drain(work: Path, sink: int, messages: int = DRAIN_MESSAGES, size: int = SIZ
              f"--forward-connections {connections}", busy_note(busy)]
     if code or left:
         notes.append(f"exit {code}, {left} left")
-    return Result("forward: --as-client drains the spool", EMAILRELAY, messages - left,
+    return Result(DRAIN, EMAILRELAY, messages - left,
                   elapsed, peak_rss_kb=peak, note=", ".join(n for n in notes if n))
 
 
@@ -109,7 +110,7 @@ def proxy(work: Path, sink: int, clients: int = CLIENTS, messages: int = PROXY_M
     sent = messages if source else len(latencies)
     notes = [f"smtp-source -s {clients}" if source else f"{clients} clients",
              "conn/msg", busy_note(busy), "" if emptied else f"{left} left"]
-    return Result("forward: --as-proxy end to end", EMAILRELAY, sent - left, elapsed,
+    return Result(PROXY, EMAILRELAY, sent - left, elapsed,
                   latencies, rss, ", ".join(n for n in notes if n))
 
 
