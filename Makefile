@@ -41,8 +41,11 @@ test: $(TEST_STAMP) apt
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 
+## bench: every benchmark, one table, the targets, docs/scaling.png (BENCH_ARGS: --quick, names)
+BENCH_ARGS ?=
 bench: $(TEST_STAMP) apt
-	$(BIN)/python -m bench
+	$(BIN)/pip install -q -e '.[plot]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## crash: 1,000 SIGKILLs of a store-and-forward relay under load, then the audit
 CRASH_KILLS ?= 1000

@@ -1,97 +1,119 @@
-"""Accepting mail into the spool: many connections, connection per message, one huge message.
+"""Accepting mail: our relay (durable) beside aiosmtpd 1.4.6 and Postfix's smtp-sink.
 
-Our relay (durable: every 250 after fsync) beside aiosmtpd 1.4.6 writing the same files
-without fsync, driven by the same pipelining load client.
+Every load runs against three servers, each started afresh on an empty spool:
+
+* emailrelay: every 250 after the content, the envelope and the directory are fsynced;
+* aiosmtpd 1.4.6 writing the same two files per message, without fsync;
+* smtp-sink, which keeps nothing: the ceiling of the load generator and the loopback.
+
+The loads, 10 KB messages over 8 connections:
+
+* our pipelining client (MAIL, RCPT and DATA in one write), connections reused; it
+  measures the latency from the final dot to the 250;
+* Postfix's smtp-source, ``-s 8 -d`` (connections reused) and ``-s 8`` (a connection per
+  message); it does not pipeline and measures no latency;
+* our client again with a connection per message (our relay only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
-import tempfile
-import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.common import (
+    AIOSMTPD,
+    EMAILRELAY,
+    KB,
+    SINK,
     Program,
     Result,
+    aiosmtpd_argv,
+    busy_note,
     emailrelay_argv,
     free_port,
     load,
     make_message,
-    tree_peak_rss_kb,
+    postfix_missing,
+    settle,
+    sink_argv,
+    smtp_source,
+    spooled,
 )
 
 CONNECTIONS = 8
-PER_CONNECTION = 250
-SIZE = 10 * 1024
+SIZE = 10 * KB
 
-AIOSMTPD_SERVER = textwrap.dedent('''
-    import asyncio, os, sys, time, itertools
-    from aiosmtpd.controller import Controller
-    spool, port = sys.argv[1], int(sys.argv[2])
-    seq = itertools.count(1)
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            name = os.path.join(spool, f"emailrelay.{os.getpid()}.{int(time.time())}.{next(seq)}")
-            with open(name + ".content", "wb") as f:
-                f.write(envelope.original_content)
-            with open(name + ".envelope", "w") as f:
-                f.write("X-MailRelay-From: " + envelope.mail_from + "\\r\\n")
-            return "250 message processed"
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
+SERVERS: dict[str, Callable[[int, Path], list[str]]] = {
+    SINK: lambda port, spool: sink_argv(port),
+    EMAILRELAY: emailrelay_argv,
+    AIOSMTPD: aiosmtpd_argv,
+}
+NOTES = {SINK: "keeps nothing", EMAILRELAY: "fsync before each 250",
+         AIOSMTPD: "same files, no fsync"}
+
+
+@dataclass
+class Load:
+    name: str
+    messages: int  # in all, over ``connections`` connections
+    source: bool  # smtp-source rather than our client
+    per_connection: bool = False  # a connection per message
+    connections: int = CONNECTIONS
+
+    def apply(self, port: int, size: int) -> tuple[int | None, float, list[float]]:
+        """(messages that got 250 if known, seconds, latencies)."""
+        if self.source:
+            return None, smtp_source(port, self.messages, size, self.connections,
+                                     reuse=not self.per_connection), []
+        return asyncio.run(load(port, self.connections, self.messages // self.connections,
+                                make_message(size), self.per_connection))
+
+
+PIPELINING = Load(f"accept: {CONNECTIONS} pipelining conns, 10 KB", 8000, source=False)
+SOURCE_REUSE = Load(f"accept: smtp-source -s {CONNECTIONS} -d, 10 KB", 8000, source=True)
+SOURCE_PER_MESSAGE = Load(f"accept: smtp-source -s {CONNECTIONS}, 10 KB (conn/msg)", 4000,
+                          source=True, per_connection=True)
+CLIENT_PER_MESSAGE = Load(f"accept: {CONNECTIONS} clients, 10 KB (conn/msg)", 2000,
+                          source=False, per_connection=True)
+
+
+def measure(server: str, job: Load, work: Path, size: int = SIZE,
+            extra: tuple[str, ...] = ()) -> Result:
+    """One load against a fresh server on an empty spool, after the disk has settled."""
+    spool = work / "spool"
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.mkdir()
+    busy = settle()
+    port = free_port()
+    argv = SERVERS[server](port, spool) + (list(extra) if server == EMAILRELAY else [])
+    program = Program(argv, port, work / f"{server.split()[0]}.log")
     try:
-        asyncio.get_event_loop().run_forever()
-    finally:
-        controller.stop()
-''')
-
-
-def _run(name: str, argv: list[str], port: int, work: Path, connections: int, per_client: int,
-         size: int, per_connection: bool = False, note: str = "") -> Result:
-    program = Program(argv, port, work / f"{name.replace(' ', '_')}.log")
-    try:
-        sent, seconds, latencies = asyncio.run(load(port, connections, per_client,
-                                                    make_message(size), per_connection))
-        return Result(name, sent, seconds, latencies, tree_peak_rss_kb(program.process.pid),
-                      note)
+        sent, seconds, latencies = job.apply(port, size)
+        stored = None if server == SINK else spooled(spool)
+        rss = program.peak_rss_kb()
     finally:
         program.stop()
+    messages = stored if stored is not None else sent
+    if messages is None:  # smtp-source into smtp-sink: it stops at the first error
+        messages = job.messages
+    note = ", ".join(n for n in (NOTES[server], busy_note(busy)) if n)
+    if sent is not None and stored is not None and sent != stored:
+        note += f", {sent} acknowledged but {stored} stored"
+    return Result(job.name, server, messages, seconds, latencies, rss, note)
 
 
-def run(work: Path) -> list[Result]:
+def run(work: Path, quick: bool = False) -> list[Result]:
+    if why := postfix_missing():
+        return [Result("accept", note=why)]
+    fewer = 8 if quick else 1
     results = []
-    total = CONNECTIONS * PER_CONNECTION
-    spool = work / "accept-spool"
-    spool.mkdir()
-    port = free_port()
-    results.append(_run(f"accept {CONNECTIONS} conns 10KB", emailrelay_argv(port, spool), port,
-                        work, CONNECTIONS, PER_CONNECTION, SIZE, note="durable (fsync)"))
-    shutil.rmtree(spool)
-    spool.mkdir()
-    port = free_port()
-    results.append(_run("accept conn-per-message 10KB", emailrelay_argv(port, spool), port,
-                        work, CONNECTIONS, PER_CONNECTION // 4, SIZE, per_connection=True,
-                        note="durable (fsync)"))
-    shutil.rmtree(spool)
-    spool.mkdir()
-    port = free_port()
-    results.append(_run("accept one 100MB message", emailrelay_argv(port, spool), port, work,
-                        1, 1, 100 * 1024 * 1024, note="durable (fsync)"))
-    shutil.rmtree(spool)
-    spool.mkdir()
-    port = free_port()
-    script = work / "aiosmtpd_server.py"
-    script.write_text(AIOSMTPD_SERVER)
-    results.append(_run(f"aiosmtpd 1.4.6 {CONNECTIONS} conns 10KB",
-                        [sys.executable, str(script), str(spool), str(port)], port, work,
-                        CONNECTIONS, PER_CONNECTION, SIZE, note=f"no fsync, {total} msgs"))
+    for job in (PIPELINING, SOURCE_REUSE, SOURCE_PER_MESSAGE):
+        results += [measure(server, replace(job, messages=job.messages // fewer), work)
+                    for server in SERVERS]
+    results.append(measure(EMAILRELAY, replace(CLIENT_PER_MESSAGE,
+                                               messages=CLIENT_PER_MESSAGE.messages // fewer),
+                           work))
     return results
-
-
-if __name__ == "__main__":
-    from bench.common import table
-    with tempfile.TemporaryDirectory() as tmp:
-        print(table(run(Path(tmp))))

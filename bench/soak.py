@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
+    EMAILRELAY,
+    SMTP_SINK,
     Program,
     Result,
     emailrelay_argv,
@@ -34,7 +36,7 @@ from bench.common import (
     make_message,
     smtp_client,
 )
-from bench.forward import SMTP_SINK, _sink
+from bench.forward import smtp_sink
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "3600"))
 INTERVAL = float(os.environ.get("SOAK_INTERVAL", "60"))
@@ -199,10 +201,15 @@ def plot(samples: list[Sample], path: Path) -> None:
     plt.close(figure)
 
 
-def run(work: Path) -> list[Result]:
+def run(work: Path, quick: bool = False) -> list[Result]:
+    """``quick`` changes nothing: ``SOAK_SECONDS`` sets the length."""
     if not Path(SMTP_SINK).exists():
         return [Result("soak", note="skipped: smtp-sink not installed (package postfix)")]
-    sink, address = _sink()
+    with smtp_sink() as (sink_port, _):
+        return _soak(work, f"127.0.0.1:{sink_port}")
+
+
+def _soak(work: Path, address: str) -> list[Result]:
     spool = work / "spool"
     auth = work / "pop.auth"
     auth.write_text("server plain soak soak\n")
@@ -218,8 +225,6 @@ def run(work: Path) -> list[Result]:
         load, samples = asyncio.run(soak(smtp_port, pop_port, relay.process.pid, spool))
     finally:
         relay.stop()
-        sink.terminate()
-        sink.wait(10)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with open(OUTPUT / "soak.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -234,5 +239,5 @@ def run(work: Path) -> list[Result]:
             f"{len(load.errors)} client errors")
     if load.errors:
         print("soak: first client errors:", *load.errors[:5], sep="\n  ")
-    return [Result(f"soak {SECONDS / 60:.0f} min mixed load", load.messages, SECONDS,
-                   load.latencies, None, note)]
+    return [Result(f"soak {SECONDS / 60:.0f} min mixed load", EMAILRELAY, load.messages,
+                   SECONDS, load.latencies, None, note)]
