@@ -3,6 +3,7 @@
 Every load runs against three servers, each started afresh on an empty spool:
 
 * emailrelay: every 250 after the content, the envelope and the directory are fsynced;
+  once as one process and once with ``--workers 2`` (a second process on the same socket);
 * aiosmtpd 1.4.6 writing the same two files per message, without fsync;
 * smtp-sink, which keeps nothing: the ceiling of the load generator and the loopback.
 
@@ -45,6 +46,8 @@ from bench.common import (
 
 CONNECTIONS = 8
 SIZE = 10 * KB
+WORKERS = ("--workers", "2")
+EMAILRELAY_WORKERS = f"{EMAILRELAY} {' '.join(WORKERS)}"
 
 SERVERS: dict[str, Callable[[int, Path], list[str]]] = {
     SINK: lambda port, spool: sink_argv(port),
@@ -88,7 +91,7 @@ def measure(server: str, job: Load, work: Path, size: int = SIZE,
     spool.mkdir()
     busy = settle()
     port = free_port()
-    argv = SERVERS[server](port, spool) + (list(extra) if server == EMAILRELAY else [])
+    argv = SERVERS[server](port, spool) + list(extra)
     program = Program(argv, port, work / f"{server.split()[0]}.log")
     try:
         sent, seconds, latencies = job.apply(port, size)
@@ -102,7 +105,8 @@ def measure(server: str, job: Load, work: Path, size: int = SIZE,
     note = ", ".join(n for n in (NOTES[server], busy_note(busy)) if n)
     if sent is not None and stored is not None and sent != stored:
         note += f", {sent} acknowledged but {stored} stored"
-    return Result(job.name, server, messages, seconds, latencies, rss, note)
+    label = " ".join((server, *extra))
+    return Result(job.name, label, messages, seconds, latencies, rss, note)
 
 
 def run(work: Path, quick: bool = False) -> list[Result]:
@@ -111,8 +115,10 @@ def run(work: Path, quick: bool = False) -> list[Result]:
     fewer = 8 if quick else 1
     results = []
     for job in (PIPELINING, SOURCE_REUSE, SOURCE_PER_MESSAGE):
-        results += [measure(server, replace(job, messages=job.messages // fewer), work)
-                    for server in SERVERS]
+        fewer_job = replace(job, messages=job.messages // fewer)
+        results += [measure(server, fewer_job, work) for server in SERVERS]
+        if not job.per_connection:
+            results.append(measure(EMAILRELAY, fewer_job, work, extra=WORKERS))
     results.append(measure(EMAILRELAY, replace(CLIENT_PER_MESSAGE,
                                                messages=CLIENT_PER_MESSAGE.messages // fewer),
                            work))
