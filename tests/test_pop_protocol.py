@@ -477,7 +477,7 @@ def test_over_long_lines_are_refused_and_the_session_goes_on() -> None:
 
 def test_too_many_errors_close_the_connection() -> None:
     d = driver()
-    for _ in range(proto.ERROR_LIMIT - 1):
+    for _ in range(proto.PopProtocol.ERROR_LIMIT - 1):
         assert d.say("BOGUS") == [replies.UNKNOWN]
     assert d.say("BOGUS") == [replies.TOO_MANY_ERRORS]
     assert d.closed == "too many protocol errors from the client"

@@ -248,10 +248,10 @@ def test_nul_in_data_rejects_the_message() -> None:
 
 def test_error_flood_closes_the_connection() -> None:
     d = driver()
-    d.feed(b"BOGUS\r\n" * (proto.ERROR_LIMIT + 5))
+    d.feed(b"BOGUS\r\n" * (proto.ServerProtocol.ERROR_LIMIT + 5))
     assert d.sent[-1] == replies.TOO_MANY_ERRORS
     assert d.closed == "too many protocol errors from the client"
-    assert len(d.sent) == proto.ERROR_LIMIT + 1
+    assert len(d.sent) == proto.ServerProtocol.ERROR_LIMIT + 1
 
 
 def test_client_vanishing_mid_data_aborts_the_message() -> None:

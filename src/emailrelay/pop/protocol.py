@@ -23,11 +23,12 @@ from typing import Any
 
 from emailrelay.auth.sasl import Mechanism, Outcome, SaslServer
 from emailrelay.pop import replies
-from emailrelay.util.sansio import NEED_DATA, PAUSED, Marker, Send, Trace
+from emailrelay.util.sansio import NEED_DATA as NEED_DATA  # re-exported for the adapters
+from emailrelay.util.sansio import PAUSED as PAUSED
+from emailrelay.util.sansio import Marker, Send, ServerCore, Trace
 
 COMMAND_LINE_LIMIT = 512  # octets before CRLF; RFC 2449 asks for at least 255
 AUTH_LINE_LIMIT = 12288  # SASL responses can be long (tokens)
-ERROR_LIMIT = 20  # bad commands before the connection is closed
 _NUMBER = re.compile(r"[0-9]{1,9}")
 
 
@@ -113,18 +114,16 @@ _BEFORE_LOGIN = {"USER", "PASS", "APOP", "AUTH", "STLS"}
 _AFTER_LOGIN = {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"}
 
 
-class PopProtocol:
+class PopProtocol(ServerCore):
+    TOO_MANY_ERRORS = replies.TOO_MANY_ERRORS
+
     def __init__(self, config: PopConfig) -> None:
+        super().__init__()
         self.config = config
         self.state = State.AUTHORIZATION
         self.secure = False
         self.user: str | None = None  # the logged-in user
-        self.errors = 0
         self.auth_failures = 0
-        self._buffer = bytearray()
-        self._events: list[Event] = []
-        self._waiting = False
-        self._eof = False
         self._discarding = False  # inside an over-long line
         self._mechanism: Mechanism | None = None  # a SASL exchange under way
         self._user_name: str | None = None  # from USER, for PASS
@@ -138,28 +137,14 @@ class PopProtocol:
     def greeting(self) -> Send:
         return Send([replies.greeting(self._apop)])
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the client; ``b""`` means the connection has ended."""
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
     def next_event(self) -> Event:
-        while True:
-            if self._events:
-                return self._events.pop(0)
-            if self._waiting:
-                return PAUSED
-            if self.state is State.CLOSED:
-                return NEED_DATA
-            if not self._step():
-                if not self._eof:
-                    return NEED_DATA
-                self._close("disconnected before QUIT")
+        return super().next_event()  # type: ignore[return-value]
 
-    def _emit(self, *lines: str) -> None:
-        self._events.append(Send(list(lines)))
+    def _closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def _ended(self) -> None:
+        self._close("disconnected before QUIT")
 
     def _close(self, reason: str) -> None:
         self.state = State.CLOSED
@@ -180,7 +165,7 @@ class PopProtocol:
         if self._discarding or len(raw) > limit:
             self._discarding = False
             self._mechanism = None
-            self._error(replies.LINE_TOO_LONG)
+            self._client_error(replies.LINE_TOO_LONG)
             return True
         line = raw.decode("utf-8", "surrogateescape")
         if self._mechanism is not None:
@@ -188,14 +173,6 @@ class PopProtocol:
         else:
             self._command(line)
         return True
-
-    def _error(self, reply: str) -> None:
-        self.errors += 1
-        if self.errors >= ERROR_LIMIT:
-            self._emit(replies.TOO_MANY_ERRORS)
-            self._close("too many protocol errors from the client")
-        else:
-            self._emit(reply)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -205,11 +182,11 @@ class PopProtocol:
         handler = self._HANDLERS.get(verb)
         self._events.append(Trace(self._loggable(verb, line)))
         if handler is None or "\0" in line:
-            self._error(replies.UNKNOWN)
+            self._client_error(replies.UNKNOWN)
         elif self.state is State.AUTHORIZATION and verb in _AFTER_LOGIN:
-            self._error(replies.NOT_LOGGED_IN)
+            self._client_error(replies.NOT_LOGGED_IN)
         elif self.state is State.TRANSACTION and verb in _BEFORE_LOGIN:
-            self._error(replies.ALREADY_LOGGED_IN)
+            self._client_error(replies.ALREADY_LOGGED_IN)
         else:
             handler(self, line, words[1:])
 
@@ -224,7 +201,7 @@ class PopProtocol:
     def _args(self, args: list[str], low: int, high: int) -> bool:
         if low <= len(args) <= high:
             return True
-        self._error(replies.INVALID_ARGUMENTS)
+        self._client_error(replies.INVALID_ARGUMENTS)
         return False
 
     def _do_capa(self, line: str, args: list[str]) -> None:
@@ -257,9 +234,9 @@ class PopProtocol:
 
     def _do_stls(self, line: str, args: list[str]) -> None:
         if not self.config.tls_available:
-            self._error(replies.UNKNOWN)
+            self._client_error(replies.UNKNOWN)
         elif self.secure:
-            self._error(replies.ALREADY_SECURE)
+            self._client_error(replies.ALREADY_SECURE)
         else:
             self._emit(replies.START_TLS)
             self._buffer.clear()  # anything pipelined after STLS was sent in the clear
@@ -288,7 +265,7 @@ class PopProtocol:
         elif "PLAIN" not in self.config.sasl.mechanisms():
             self._emit(replies.NO_USER_PASS)
         elif not name:
-            self._error(replies.MISSING_USER)
+            self._client_error(replies.MISSING_USER)
         else:
             self._user_name = name
             self._emit(replies.user_ok(name))
@@ -297,7 +274,7 @@ class PopProtocol:
         user, self._user_name = self._user_name, None
         mechanism = self.config.sasl.start("PLAIN")
         if user is None or mechanism is None:
-            self._error(replies.USER_FIRST)
+            self._client_error(replies.USER_FIRST)
             return
         password = line[5:] if len(line) > 5 else ""  # the rest of the line, spaces and all
         self._apop = None
@@ -316,7 +293,7 @@ class PopProtocol:
             self._emit(replies.NO_APOP)
             return
         if len(args) < 2:
-            self._error(replies.INVALID_ARGUMENTS)
+            self._client_error(replies.INVALID_ARGUMENTS)
             return
         challenge, self._apop = self._apop, None  # one attempt per greeting
         self._login_done(self.config.sasl.apop(challenge).respond(
@@ -365,7 +342,7 @@ class PopProtocol:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             self._mechanism = None
-            self._error(replies.INVALID_BASE64)
+            self._client_error(replies.INVALID_BASE64)
             return
         result = mechanism.respond(data)
         if isinstance(result, bytes):
@@ -408,14 +385,14 @@ class PopProtocol:
     def _number(self, text: str) -> int | None:
         """The zero-based index of a live message, or None (the error is sent)."""
         if not _NUMBER.fullmatch(text):
-            self._error(replies.INVALID_NUMBER)
+            self._client_error(replies.INVALID_NUMBER)
             return None
         number = int(text)
         if not 1 <= number <= len(self._messages):
-            self._error(replies.NO_SUCH_MESSAGE)
+            self._client_error(replies.NO_SUCH_MESSAGE)
             return None
         if number - 1 in self._deleted:
-            self._error(replies.deleted_already(number))
+            self._client_error(replies.deleted_already(number))
             return None
         return number - 1
 
@@ -449,7 +426,7 @@ class PopProtocol:
         if not self._args(args, 2, 2):
             return
         if not _NUMBER.fullmatch(args[1]):
-            self._error(replies.INVALID_ARGUMENTS)
+            self._client_error(replies.INVALID_ARGUMENTS)
             return
         self._retrieve(args[0], int(args[1]))
 

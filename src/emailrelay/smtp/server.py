@@ -21,13 +21,14 @@ from emailrelay.smtp import replies
 from emailrelay.smtp.address import AddressError, PathArgument, parse_path
 from emailrelay.smtp.dataphase import DataScanner
 from emailrelay.util.printable import printable
-from emailrelay.util.sansio import NEED_DATA, PAUSED, Marker, Send, Trace
+from emailrelay.util.sansio import NEED_DATA as NEED_DATA  # re-exported for the adapters
+from emailrelay.util.sansio import PAUSED as PAUSED
+from emailrelay.util.sansio import Marker, Send, ServerCore, Trace
 
 COMMAND_LINE_LIMIT = 4096  # RFC 5321 asks for 512; extensions need more
 AUTH_LINE_LIMIT = 12288  # AUTH commands and responses (RFC 4954 section 4)
 AUTH_FAILURE_LIMIT = 3  # failed logins before the connection is closed
 RECIPIENT_LIMIT = 1000  # RFC 5321 requires at least 100
-ERROR_LIMIT = 20  # bad commands before the connection is dropped
 BDAT_CHUNK_READ = 1 << 16
 
 
@@ -179,8 +180,11 @@ class State(Enum):
     CLOSED = auto()
 
 
-class ServerProtocol:
+class ServerProtocol(ServerCore):
+    TOO_MANY_ERRORS = replies.TOO_MANY_ERRORS
+
     def __init__(self, config: ServerConfig) -> None:
+        super().__init__()
         self.config = config
         self.state = State.START
         self.secure = False
@@ -191,10 +195,6 @@ class ServerProtocol:
         self.helo_name = ""
         self.esmtp = False
         self.transaction = Transaction()
-        self.errors = 0
-        self._buffer = bytearray()
-        self._events: list[Event] = []
-        self._waiting = False  # an adapter decision is pending
         self._pending_recipient: PathArgument | None = None
         self._scanner: DataScanner | None = None
         self._message_size = 0
@@ -206,7 +206,6 @@ class ServerProtocol:
         self._warned_syntax = False
         self._message_open = False  # MessageStart sent, no MessageComplete/Abort yet
         self._bdat_discard = False
-        self._eof = False
 
     # -- input --------------------------------------------------------------------------------
 
@@ -215,28 +214,15 @@ class ServerProtocol:
             return Send([replies.DISABLED])
         return Send([replies.greeting(self.config.domain, self.config.anonymous_server)])
 
-    def receive_data(self, data: bytes) -> None:
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
     def next_event(self) -> Event:
-        while True:
-            if self._events:
-                return self._events.pop(0)
-            if self._waiting:
-                return PAUSED
-            if self.state is State.CLOSED:
-                return NEED_DATA
-            if not self._step():
-                if not self._eof:
-                    return NEED_DATA
-                self._abort_message("connection lost")
-                self._close("disconnected before QUIT")
+        return super().next_event()  # type: ignore[return-value]
 
-    def _emit(self, *lines: str) -> None:
-        self._events.append(Send(list(lines)))
+    def _closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def _ended(self) -> None:
+        self._abort_message("connection lost")
+        self._close("disconnected before QUIT")
 
     def _step(self) -> bool:
         """Consume some input; return False when more input is needed."""
@@ -284,14 +270,6 @@ class ServerProtocol:
             shown = line.encode("unicode_escape", "backslashreplace").decode("ascii")
             text = f'rx<<: "{shown}"'
         self._events.append(Trace(text))
-
-    def _client_error(self, reply: str) -> None:
-        self.errors += 1
-        if self.errors >= ERROR_LIMIT:
-            self._emit(replies.TOO_MANY_ERRORS)
-            self._close("too many protocol errors from the client")
-        else:
-            self._emit(reply)
 
     def _close(self, reason: str) -> None:
         self.state = State.CLOSED
