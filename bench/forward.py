@@ -66,18 +66,22 @@ def _fresh(directory: Path) -> Path:
 
 
 def drain(work: Path, sink: int, messages: int = DRAIN_MESSAGES, size: int = SIZE,
-          connections: int | None = None) -> Result:
-    """``--as-client`` on a full spool; ``connections``: ``--forward-connections``."""
+          connections: int | None = None, pipelining: bool = False) -> Result:
+    """``--as-client`` on a full spool; ``connections``: ``--forward-connections``;
+    ``pipelining``: ``--client-smtp-config pipelining`` (off by default, as in E-MailRelay)."""
     spool = _fresh(work / "drain")
     fill_spool(spool, messages, size)
     busy = settle()
     extra = [] if connections is None else ["--forward-connections", str(connections)]
+    if pipelining:
+        extra += ["--client-smtp-config", "pipelining"]
     code, elapsed, peak = run_to_exit([sys.executable, "-m", "emailrelay", "--user", "root",
                                        "--as-client", f"127.0.0.1:{sink}", "--spool-dir",
                                        str(spool), *extra])
     left = spooled(spool)
     notes = ["start-up included" if connections is None else
-             f"--forward-connections {connections}", busy_note(busy)]
+             f"--forward-connections {connections}",
+             "--client-smtp-config pipelining" if pipelining else "", busy_note(busy)]
     if code or left:
         notes.append(f"exit {code}, {left} left")
     return Result(DRAIN, EMAILRELAY, messages - left,
@@ -120,5 +124,6 @@ def run(work: Path, quick: bool = False) -> list[Result]:
     scale = 4 if quick else 1
     with smtp_sink() as (sink, _):
         return [drain(work, sink, DRAIN_MESSAGES // scale),
+                drain(work, sink, DRAIN_MESSAGES // scale, pipelining=True),
                 proxy(work, sink, messages=PROXY_MESSAGES // scale, source=True),
                 proxy(work, sink, messages=PROXY_MESSAGES // scale)]

@@ -172,8 +172,12 @@ def test_root_drops_to_the_user_after_binding(tmp_path: Path) -> None:
             [*emailrelay_command(), "--no-daemon", "--log", "--port", str(port), "--interface",
              "127.0.0.1", "--spool-dir", str(spool)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
-        assert Path(f"/proc/{process.pid}/status").read_text().count(f"\t{user.pw_uid}\t") >= 1
+        wait_for_port(port)  # bound as root: the switch to the user comes just after
+        status = Path(f"/proc/{process.pid}/status")
+        deadline = time.monotonic() + 10
+        while f"\t{user.pw_uid}\t" not in status.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert status.read_text().count(f"\t{user.pw_uid}\t") >= 1
         with smtplib.SMTP("127.0.0.1", port) as client:
             client.sendmail("a@x", ["b@x"], b"Subject: x\r\n\r\nhi\r\n")
     finally:

@@ -218,7 +218,8 @@ class ClientConnection:
         wait = self.timeouts.prompt if first and self.timeouts.prompt else (
             self.timeouts.response)
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), wait or None)
+            async with asyncio.timeout(wait or None):
+                data = await self.reader.read(READ_SIZE)
         except TimeoutError:
             if first and self.timeouts.prompt:
                 self._greeted = True
@@ -238,8 +239,11 @@ class ClientConnection:
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
+        if not self.writer.transport.get_write_buffer_size():
+            return  # all of it is with the kernel already: nothing to wait for
         try:
-            await asyncio.wait_for(self.writer.drain(), self.timeouts.response or None)
+            async with asyncio.timeout(self.timeouts.response or None):
+                await self.writer.drain()
         except TimeoutError:
             raise _WriteFailed(f"flow-control timeout after {self.timeouts.response:g}s"
                                ) from None
@@ -263,9 +267,14 @@ class ClientConnection:
         assert encoder is not None and f is not None
 
         async def stream() -> None:
+            # One chunk is held back so that the last goes out with the final dot: a
+            # small message is one write.
+            held = b""
             while chunk := f.read(CONTENT_READ_SIZE):
-                await self._write(encoder.encode(chunk))
-            await self._write(encoder.finish())
+                if held:
+                    await self._write(held)
+                held = encoder.encode(chunk)
+            await self._write(held + encoder.finish())
             verbose("tx>>: [%d line%s of content]", encoder.lines,
                     "" if encoder.lines == 1 else "s")
             verbose('tx>>: "."')
