@@ -19,7 +19,6 @@ The loads, 10 KB messages over 8 connections:
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from bench.common import (
     busy_note,
     emailrelay_argv,
     free_port,
+    fresh_spool,
     load,
     make_message,
     postfix_missing,
@@ -86,9 +86,7 @@ CLIENT_PER_MESSAGE = Load(f"accept: {CONNECTIONS} clients, 10 KB (conn/msg)", 20
 def measure(server: str, job: Load, work: Path, size: int = SIZE,
             extra: tuple[str, ...] = ()) -> Result:
     """One load against a fresh server on an empty spool, after the disk has settled."""
-    spool = work / "spool"
-    shutil.rmtree(spool, ignore_errors=True)
-    spool.mkdir()
+    spool = fresh_spool(work, "spool")
     busy = settle()
     port = free_port()
     argv = SERVERS[server](port, spool) + list(extra)

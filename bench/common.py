@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -86,6 +87,23 @@ def _cpu_times() -> tuple[int, int]:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+_spools = itertools.count(1)
+
+
+def fresh_spool(work: Path, name: str) -> Path:
+    """A new, empty spool directory for one run, never one emptied by an earlier run.
+
+    On ext4 without a journal (this VM's root file system) creating a file skips every
+    free inode of the group deleted in the last minute or more (the kernel's
+    ``recently_deleted``): right after an earlier run's spool is removed, each create
+    scans thousands of them, and the relay spends two thirds of its time in the kernel.
+    Old spools stay until the whole run ends.
+    """
+    spool = work / f"{name}-{next(_spools)}"
+    spool.mkdir()
+    return spool
 
 
 def settle(pause: float = 1.0) -> float:

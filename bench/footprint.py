@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.common import (
     busy_note,
     emailrelay_argv,
     free_port,
+    fresh_spool,
     make_message,
     postfix_missing,
     settle,
@@ -72,9 +72,7 @@ def _send_and_forward(port: int, spool: Path, size: int) -> tuple[float, float, 
 
 
 def in_and_out(work: Path) -> Result:
-    spool = work / "big"
-    shutil.rmtree(spool, ignore_errors=True)
-    spool.mkdir()
+    spool = fresh_spool(work, "big")
     with smtp_sink() as (sink, _):
         busy = settle()
         port = free_port()

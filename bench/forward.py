@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from bench.common import (
     emailrelay_argv,
     fill_spool,
     free_port,
+    fresh_spool,
     load,
     make_message,
     postfix_missing,
@@ -60,16 +60,11 @@ def smtp_sink() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         process.wait(10)
 
 
-def _fresh(directory: Path) -> Path:
-    shutil.rmtree(directory, ignore_errors=True)
-    return directory
-
-
 def drain(work: Path, sink: int, messages: int = DRAIN_MESSAGES, size: int = SIZE,
           connections: int | None = None, pipelining: bool = False) -> Result:
     """``--as-client`` on a full spool; ``connections``: ``--forward-connections``;
     ``pipelining``: ``--client-smtp-config pipelining`` (off by default, as in E-MailRelay)."""
-    spool = _fresh(work / "drain")
+    spool = fresh_spool(work, "drain")
     fill_spool(spool, messages, size)
     busy = settle()
     extra = [] if connections is None else ["--forward-connections", str(connections)]
@@ -91,8 +86,7 @@ def drain(work: Path, sink: int, messages: int = DRAIN_MESSAGES, size: int = SIZ
 def proxy(work: Path, sink: int, clients: int = CLIENTS, messages: int = PROXY_MESSAGES,
           size: int = SIZE, source: bool = False, extra: tuple[str, ...] = ()) -> Result:
     """``--as-proxy``: clients with a connection per message, timed until all is sent."""
-    spool = _fresh(work / "proxy")
-    spool.mkdir()
+    spool = fresh_spool(work, "proxy")
     busy = settle()
     port = free_port()
     program = Program(emailrelay_argv(port, spool, "--as-proxy", f"127.0.0.1:{sink}", *extra),
