@@ -9,13 +9,14 @@ import time
 import pytest
 
 from emailrelay.app.observer import Observer
+from emailrelay.metrics.registry import RelayMetrics
 from emailrelay.policy.connections import Connection, ConnectionLimits, ConnectionRegistry
 
 LOCAL = ("127.0.0.1", "25")
 
 
 def test_total_and_per_client_limits() -> None:
-    observer = Observer()
+    observer = Observer(RelayMetrics())
     registry = ConnectionRegistry(ConnectionLimits(total=3, per_client=2), observer)
     a1 = registry.admit("smtp", LOCAL, ("192.0.2.1", "1000"))
     a2 = registry.admit("smtp", LOCAL, ("192.0.2.1", "1001"))
@@ -33,6 +34,7 @@ def test_total_and_per_client_limits() -> None:
     registry.close(a1)
     registry.close(a1)  # twice is harmless
     assert isinstance(registry.admit("smtp", LOCAL, ("192.0.2.1", "1003")), Connection)
+    assert observer.metrics is not None
     rejected = observer.metrics.rejected
     assert rejected.labels("connection_limit")._value.get() == 1
     assert rejected.labels("client_connection_limit")._value.get() == 1

@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from emailrelay.options.parser import parse
 from emailrelay.options.validate import validate
+from tests.support.capture import CaptureServer
 from tests.support.relay import ROOT, emailrelay_command, free_port
 
 OPENWRT = ROOT / "packaging/openwrt"
@@ -112,6 +114,60 @@ def test_openwrt_package_installs_the_files_it_ships() -> None:
     assert "/etc/config/emailrelay\n/etc/emailrelay.auth\n" in makefile  # conffiles
     assert re.search(r"^PKG_VERSION:=(\S+)$", makefile, re.MULTILINE).group(1) == (
         __import__("emailrelay").__version__)
+
+
+# pyproject.toml's dependencies: the OpenWrt package each needs, or None for those the
+# relay loads only when an option asks for them (the Makefile says which).
+OPENWRT_PACKAGES = {"psutil": "python3-psutil", "dnspython": "python3-dns",
+                    "python-socks": None, "httpx": None, "prometheus-client": None, "h11": None}
+OPTIONAL_MODULES = ("python_socks", "httpx", "prometheus_client", "h11")
+
+
+def test_openwrt_package_depends_on_what_every_start_imports() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        listed = tomllib.load(f)["project"]["dependencies"]
+    names = {re.split(r"[<>=\[]", requirement)[0] for requirement in listed}
+    assert names == set(OPENWRT_PACKAGES)
+    depends = re.search(r"DEPENDS:=(.*?)\n\s*CONFLICTS", (OPENWRT / "Makefile").read_text(),
+                        re.DOTALL).group(1)
+    for name, package in OPENWRT_PACKAGES.items():
+        if package is not None:
+            assert f"+{package}" in depends, name
+        else:
+            assert name in (OPENWRT / "Makefile").read_text(), f"{name} not named as optional"
+
+
+def test_the_relay_stores_and_forwards_without_the_optional_modules(tmp_path: Path) -> None:
+    """With the optional modules made unimportable, a relay stores a message and an
+    --as-client run forwards it (to a capturing server)."""
+    block = "; ".join(f"sys.modules[{m!r}] = None" for m in OPTIONAL_MODULES)
+    port = free_port()
+    spool = tmp_path / "spool"
+    script = (f"import sys; {block}; from emailrelay.cli.main import main; "
+              f"sys.exit(main(sys.argv[1:]))")
+    relay = subprocess.Popen([sys.executable, "-c", script, "--no-daemon", "--user", "root",
+                              "--interface", "127.0.0.1", "--port", str(port),
+                              "--spool-dir", str(spool)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                    client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+                break
+            except OSError:
+                assert relay.poll() is None and time.monotonic() < deadline, (
+                    relay.stderr.read() if relay.poll() is not None else "no listener")
+                time.sleep(0.05)
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    with CaptureServer() as far:
+        done = subprocess.run([sys.executable, "-c", script, "--user", "root", "--as-client",
+                               f"127.0.0.1:{far.port}", "--spool-dir", str(spool)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert len(far.messages) == 1
 
 
 def test_default_auth_file_is_all_comments_in_the_2_6_format() -> None:

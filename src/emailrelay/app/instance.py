@@ -134,7 +134,8 @@ class Instance:
                                  terminate_allowed=s.flag("admin-terminate")) \
             if s.has("admin") else None
         self.smtp_sessions: dict[asyncio.Task[None], SmtpSession] = {}
-        self.services.observer.metrics.watch_spool(self.name, self.spool)
+        if self.services.observer.metrics is not None:
+            self.services.observer.metrics.watch_spool(self.name, self.spool)
 
     @property
     def smtp_enabled(self) -> bool:

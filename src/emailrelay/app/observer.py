@@ -26,8 +26,10 @@ many), ``size``, ``content``, ``filter`` and ``storage``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from emailrelay.metrics.registry import RelayMetrics
+if TYPE_CHECKING:  # prometheus-client is loaded only with --metrics-port
+    from emailrelay.metrics.registry import RelayMetrics
 
 Event = tuple[str, ...]
 
@@ -47,28 +49,35 @@ class EventBus:
 
 
 class Observer:
+    """Counts into the metrics (when ``--metrics-port`` asks for them) and publishes
+    the admin interface's notify events."""
+
     def __init__(self, metrics: RelayMetrics | None = None,
                  events: EventBus | None = None) -> None:
-        self.metrics = metrics or RelayMetrics()
+        self.metrics = metrics
         self.events = events or EventBus()
 
     # -- servers ----------------------------------------------------------------------------
 
     def connection_opened(self, kind: str) -> None:
-        self.metrics.connections.labels(kind).inc()
+        if self.metrics is not None:
+            self.metrics.connections.labels(kind).inc()
         self.events.publish("network", "in", "start")
 
     def connection_closed(self, kind: str, tls: bool) -> None:
-        self.metrics.connections.labels(kind).dec()
-        self.metrics.sessions.labels(kind, "yes" if tls else "no").inc()
+        if self.metrics is not None:
+            self.metrics.connections.labels(kind).dec()
+            self.metrics.sessions.labels(kind, "yes" if tls else "no").inc()
         self.events.publish("network", "in", "stop")
 
     def rejected(self, reason: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
+        if self.metrics is not None:
+            self.metrics.rejected.labels(reason).inc()
         self.events.publish("server", "rejected", reason)
 
     def message_received(self, message_id: str) -> None:
-        self.metrics.received.inc()
+        if self.metrics is not None:
+            self.metrics.received.inc()
         self.events.publish("server", "stored", message_id)
 
     def smtp_count(self, name: str, detail: str) -> None:
@@ -90,15 +99,18 @@ class Observer:
         self.events.publish("client", "sending", message_id)
 
     def message_forwarded(self, message_id: str, seconds: float) -> None:
-        self.metrics.forwarded.inc()
-        self.metrics.forward_seconds.observe(seconds)
+        if self.metrics is not None:
+            self.metrics.forwarded.inc()
+            self.metrics.forward_seconds.observe(seconds)
         self.events.publish("client", "sent", message_id)
 
     def message_failed(self, message_id: str, reason: str) -> None:
-        self.metrics.failed.inc()
+        if self.metrics is not None:
+            self.metrics.failed.inc()
         self.events.publish("client", "sent", message_id, reason)
 
     def message_deferred(self, message_id: str, reason: str) -> None:
         """Not sent this time: it stays in the queue for a retry."""
-        self.metrics.deferred.inc()
+        if self.metrics is not None:
+            self.metrics.deferred.inc()
         self.events.publish("client", "sent", message_id, reason)

@@ -256,6 +256,7 @@ class Runtime:
         from emailrelay.metrics.http import HttpEndpoint, json_reply, metrics_reply
 
         metrics = self.services.observer.metrics
+        assert metrics is not None  # made with the option
 
         async def scrape() -> Reply:
             return metrics_reply(await asyncio.to_thread(metrics.exposition))

@@ -31,4 +31,8 @@ class Services:
         """Built from the process-wide options (those of the first instance)."""
         limits = ConnectionLimits(total=process.int("max-connections") or 0,
                                   per_client=process.int("max-client-connections") or 0)
-        return cls(connections=ConnectionRegistry(limits))
+        observer = Observer()
+        if process.has("metrics-port"):
+            from emailrelay.metrics.registry import RelayMetrics  # loads prometheus-client
+            observer.metrics = RelayMetrics()
+        return cls(observer=observer, connections=ConnectionRegistry(limits))

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from python_socks import ProxyError, ProxyTimeoutError, ProxyType
-from python_socks.async_.asyncio import Proxy
-
 from emailrelay.forward.address import ForwardAddress
 from emailrelay.logs.setup import VERBOSE, verbose
 from emailrelay.net.listen import display_address
@@ -65,21 +62,30 @@ async def open_stream(address: ForwardAddress, *, interface: str | None,
             if address.unix:
                 return await asyncio.open_unix_connection(address.host, limit=1 << 20)
             if address.socks:
-                # SOCKS 4a with the python-socks library: the proxy resolves the far host.
-                proxy = Proxy(ProxyType.SOCKS4, address.socks_host, address.socks_port,
-                              rdns=True)
-                sock = await proxy.connect(address.host, address.port)
-                return await asyncio.open_connection(sock=sock, limit=1 << 20)
+                return await _open_socks_stream(address)
             local = (interface.strip("[]"), 0) if interface else None
             return await asyncio.open_connection(
                 address.host, address.port, family=client_family(interface),
                 local_addr=local, limit=1 << 20)
     except TimeoutError:
         raise ConnectError(f"connection timeout after {timeout:g}s") from None
-    except (ProxyError, ProxyTimeoutError) as e:
-        raise ConnectError(f"socks connection failed: {e}") from None
     except OSError as e:
         raise ConnectError(_describe(e)) from None
+
+
+async def _open_socks_stream(address: ForwardAddress,
+                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """SOCKS 4a with the python-socks library: the proxy resolves the far host."""
+    # Imported here: only --forward-to host:port@socks-host:port needs the library.
+    from python_socks import ProxyError, ProxyTimeoutError, ProxyType
+    from python_socks.async_.asyncio import Proxy
+
+    proxy = Proxy(ProxyType.SOCKS4, address.socks_host, address.socks_port, rdns=True)
+    try:
+        sock = await proxy.connect(address.host, address.port)
+    except (ProxyError, ProxyTimeoutError) as e:
+        raise ConnectError(f"socks connection failed: {e}") from None
+    return await asyncio.open_connection(sock=sock, limit=1 << 20)
 
 
 def _describe(error: OSError) -> str:
