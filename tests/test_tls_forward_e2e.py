@@ -58,7 +58,7 @@ def test_starttls_to_our_own_relay(start_relay, pki: Pki, tmp_path: Path) -> Non
     assert re.search(rf"info: tls protocol established with 127\.0\.0\.1:{smarthost.port} "
                      r"protocol TLSv1\.3 cipher TLS_\w+\n", result.stderr), result.stderr
     content = smarthost.contents()[0].read_bytes()
-    assert re.search(rb"with ESMTPS tls TLS_\w+ ; ", content)
+    assert re.search(rb"with ESMTPS tls TLS_\w+ \(TLSv1\.3\) ; ", content)
 
 
 def test_client_certificate_reaches_the_smarthosts_envelope(start_relay, pki: Pki,

@@ -25,7 +25,7 @@ needs = {name: pytest.mark.skipif(shutil.which(name) is None, reason=f"{name} is
 
 MESSAGE = "From: a@example.com\r\nSubject: over tls\r\n\r\nsecret stuff\r\n"
 RECEIVED_TLS = re.compile(rb"^Received: from \S+ \(\[127\.0\.0\.1\]\) by \S+ with ESMTPS tls "
-                          rb"(TLS_[A-Z0-9_]+) ; ", re.M)
+                          rb"(TLS_[A-Z0-9_]+) \(TLSv1\.3\) ; ", re.M)
 
 
 @pytest.fixture
@@ -394,7 +394,7 @@ def test_tls_config_maximum_version(start_relay, pki: Pki) -> None:
         smtp.ehlo("x")
         smtp.sendmail("a@example.com", ["b@example.com"], MESSAGE)
     content = stored(relay)[0]
-    assert re.search(rb"with ESMTPS tls ECDHE_ECDSA_[A-Z0-9_]+ ; ", content), content
+    assert re.search(rb"with ESMTPS tls ECDHE_ECDSA_[A-Z0-9_]+ \(TLSv1\.2\) ; ", content), content
     assert "protocol TLSv1.2 cipher ECDHE-ECDSA-" in relay.log()
 
 

@@ -23,12 +23,17 @@ def _printable(text: str) -> str:
 
 
 def received_line(*, helo: str, peer_ip: str, domain: str, secure: bool, authenticated: bool,
-                  cipher: str = "", t: float | None = None) -> bytes:
-    """E-MailRelay's form: ``with ESMTP`` plus ``S`` for TLS and ``A`` for AUTH (RFC 3848)."""
+                  cipher: str = "", tls_version: str = "", t: float | None = None) -> bytes:
+    """E-MailRelay's form: ``with ESMTP`` plus ``S`` for TLS and ``A`` for AUTH (RFC 3848),
+    then RFC 8314's ``tls`` clause naming the cipher suite, with the protocol version in
+    a comment: ``with ESMTPS tls TLS_AES_256_GCM_SHA384 (TLSv1.3)``."""
     protocol = "ESMTP" + ("S" if secure else "") + ("A" if authenticated else "")
     tls = ""
     if secure and cipher:
         tls = " tls " + "".join(c for c in cipher.replace("-", "_") if c.isalnum() or c == "_")
+        version = "".join(c for c in tls_version if c.isalnum() or c == ".")
+        if version:
+            tls += f" ({version})"
     peer = f" ([{peer_ip}])" if peer_ip else ""
     line = (f"Received: from {_printable(helo) or 'unknown'}{peer} by {domain} with "
             f"{protocol}{tls} ; {rfc5322_date(time.time() if t is None else t)}\r\n")

@@ -301,7 +301,8 @@ class SmtpSession:
                 self.message.write(received_line(
                     helo=p.helo_name, peer_ip=self.peer_ip, domain=self.context.domain,
                     secure=p.secure, authenticated=p.authenticated_user is not None,
-                    cipher=self.tls.cipher if self.tls else ""))
+                    cipher=self.tls.cipher if self.tls else "",
+                    tls_version=self.tls.version if self.tls else ""))
         except OSError as e:
             self._storage_error(e)
 
