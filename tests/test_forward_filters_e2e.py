@@ -12,6 +12,7 @@ from emailrelay.spool.envelope import parse
 from tests.support.capture import CaptureServer
 from tests.support.helpers import Dnsmasq, script
 from tests.support.relay import free_port
+from tests.support.spooling import as_client, spool_message, spool_state
 
 needs_dnsmasq = pytest.mark.skipif(shutil.which("dnsmasq") is None and
                                    not Path("/usr/sbin/dnsmasq").exists(),
@@ -83,3 +84,25 @@ def test_split_and_mx_route_each_domain_to_its_own_server(start_relay, tmp_path:
     assert to_two.recipients == ["b@two.test"]
     assert to_one.content == to_two.content
     assert relay.envelopes() == [] and relay.envelopes(".envelope.bad") == []
+
+
+def test_a_client_filter_exit_102_stops_every_route_of_the_run(tmp_path: Path) -> None:
+    """Exit 102 ends the whole forwarding run after that message, not only its own
+    smarthost's queue: messages routed elsewhere (ForwardToAddress) stay queued too."""
+    spool = tmp_path / "spool"
+    flt = script(tmp_path, "stop.sh", r"""
+if grep -q '^Subject: stop' "$1"; then exit 102; fi
+sleep 0.2
+exit 0
+""")
+    with CaptureServer() as default, CaptureServer() as routed:
+        spool_message(spool, content=b"Subject: stop\r\n\r\nx\r\n")
+        for i in range(10):
+            spool_message(spool, to=[f"r{i}@example.com"], forward_to_address=routed.address)
+        result = as_client(default.address, spool, "--client-filter", str(flt))
+        assert result.returncode == 0, result.stderr
+        assert len(default.messages) == 1  # the message itself is still sent
+        sent_elsewhere = len(routed.messages)
+    assert "a client filter stopped the run" in result.stderr
+    assert sent_elsewhere < 10
+    assert sorted(spool_state(spool).values()) == ["ready"] * (10 - sent_elsewhere)

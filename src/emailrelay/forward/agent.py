@@ -77,6 +77,7 @@ class RunReport:
     deferred: int = 0
     not_tried: int = 0  # left in the spool because the smarthost could not be reached
     errors: list[str] = field(default_factory=list)
+    stopped: bool = False  # a client filter ended the run (exit 102): the rest waits
 
     @property
     def complete(self) -> bool:
@@ -325,7 +326,7 @@ class Forwarder:
         finally:
             for worker in workers:
                 worker.cancel()
-        if queue:
+        if queue and not report.stopped:
             report.not_tried += len(queue)
             self._expire_unreachable(list(queue), state.last_error)
 
@@ -359,7 +360,7 @@ class Forwarder:
                       connected: asyncio.Event | None) -> None:
         """Connect and send messages from the queue; reconnect after a failed message."""
         state = self.destinations[route]
-        while queue:
+        while queue and not report.stopped:
             try:
                 config = await self._client_config(route[1])
                 conn = await ClientConnection.open(address, config, self.settings.timeouts,
@@ -407,15 +408,17 @@ class Forwarder:
                         report: RunReport, selector: str) -> bool:
         """Send queued messages while the session lasts; True if any got an answer."""
         progress = False
-        while queue and conn.ready:
+        while queue and conn.ready and not report.stopped:
             message = self.spool.lock(queue.popleft())
             if message is None:
                 continue  # gone, taken by someone else, or set aside as .bad
             try:
                 if self.client_filters is not None and message.id not in self._routed:
                     outcome = await self.client_filters.run(message)
-                    if outcome.stop_scan:
-                        queue.clear()
+                    if outcome.stop_scan and not report.stopped:
+                        report.stopped = True  # every route's workers stop taking messages
+                        log.info("forwarding: a client filter stopped the run: what is left "
+                                 "waits for the next one")
                     if not self._filter_passed(message, outcome, report):
                         continue
                 if message.envelope.client_account_selector != selector:
