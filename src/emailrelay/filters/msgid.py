@@ -20,8 +20,9 @@ class FormatError(ValueError):
     pass
 
 
-def has_message_id(content: BinaryIO) -> bool:
-    """Read header lines from a binary file until the blank line (or a Message-ID)."""
+def message_id_of(content: BinaryIO) -> str | None:
+    """The ``Message-ID`` header's value, reading header lines from a binary file until
+    the blank line; None when there is none."""
     while True:
         line = content.readline(HEADER_LINE_LIMIT + 1)
         if len(line) > HEADER_LINE_LIMIT or (line and not line.endswith(b"\n")):
@@ -29,10 +30,14 @@ def has_message_id(content: BinaryIO) -> bool:
         if not line:
             raise FormatError("format error")  # no end of the headers
         if len(line.rstrip(b"\n")) <= 1:
-            return False  # the blank line (CRLF or LF)
-        name, colon, _ = line.partition(b":")
+            return None  # the blank line (CRLF or LF)
+        name, colon, value = line.partition(b":")
         if colon and name.lower() == b"message-id":
-            return True
+            return value.strip().decode("ascii", "replace")
+
+
+def has_message_id(content: BinaryIO) -> bool:
+    return message_id_of(content) is not None
 
 
 def new_message_id(domain: str) -> str:

@@ -27,11 +27,12 @@ from emailrelay.app.observer import Observer
 from emailrelay.auth.client import ClientAuth, SelectorError
 from emailrelay.auth.oauth import TokenError
 from emailrelay.filters.client import ClientFilterOutcome, ClientFilters
+from emailrelay.filters.msgid import FormatError, message_id_of
 from emailrelay.filters.result import Verdict
 from emailrelay.forward.address import AddressError, ForwardAddress, parse_forward_address
 from emailrelay.forward.connection import ClientConnection, ConnectError, Timeouts
 from emailrelay.forward.retry import DestinationState, RetryPolicy
-from emailrelay.logs.setup import peer_context, unit_context
+from emailrelay.logs.setup import logged_field, peer_context, unit_context
 from emailrelay.policy.connections import Connection, ConnectionRegistry
 from emailrelay.smtp import client as proto
 from emailrelay.smtp import replies
@@ -40,6 +41,7 @@ from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool, SpoolError, StoredMessage
 from emailrelay.tls.profiles import ClientTls
 from emailrelay.util.crashpoint import crash_point
+from emailrelay.util.printable import printable
 
 log = logging.getLogger("emailrelay.forward")
 
@@ -471,6 +473,8 @@ class Forwarder:
             info += f" forward-to=[{envelope.forward_to}]"
         if envelope.forward_to_address:
             info += f" forward-to-address=[{envelope.forward_to_address}]"
+        if logged_field("msgid"):
+            info += f" message-id=[{_message_id(message)}]"
         log.info("forwarding [%s]%s", message.id, info)
         self.observer.message_sending(message.id)
         started = time.monotonic()
@@ -601,6 +605,16 @@ class Forwarder:
         finally:
             if conn is not None:
                 await conn.quit()
+
+
+def _message_id(message: StoredMessage) -> str:
+    """The content's Message-ID for the log, printable, or "" (none, or unreadable)."""
+    try:
+        with open(message.content_path, "rb") as f:
+            found = message_id_of(f) or ""
+    except (OSError, FormatError):
+        return ""
+    return printable(found)
 
 
 def _release_quietly(message: StoredMessage) -> None:

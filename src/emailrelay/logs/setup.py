@@ -130,8 +130,19 @@ class DatedFileHandler(logging.Handler):
         super().close()
 
 
+_fields: set[str] = set()  # --log-format, as configured
+
+
+def logged_field(name: str) -> bool:
+    """Whether ``--log-format`` asks for a field that the code logging adds itself
+    (``msgid``: the content's Message-ID in forwarding lines, as E-MailRelay's client)."""
+    return name in _fields
+
+
 def configure(settings: LogSettings) -> None:
     """Install handlers on the ``emailrelay`` logger (replacing earlier ones)."""
+    _fields.clear()
+    _fields.update(settings.fields)
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
