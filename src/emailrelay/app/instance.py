@@ -199,8 +199,10 @@ class Instance:
         if self.pop_context is not None:
             self.pop_context.prepare()
         if is_tmpfs(self.spool.directory):
-            log.warning("the spool directory \"%s\" is on a RAM file system: messages will "
-                        "not survive a reboot", self.spool.directory)
+            # Information, not a warning: OpenWrt's default spool (/var) is a RAM file
+            # system, and a healthy start there must not look like a problem.
+            log.info("the spool directory \"%s\" is on a RAM file system: messages will "
+                     "not survive a reboot", self.spool.directory)
 
     def smtp_config(self, peer_ip: str) -> ServerConfig:
         sw = self.smtp_switches
