@@ -25,6 +25,10 @@ from tests.support.relay import run_emailrelay
     ("192.0.2.1:587", ForwardAddress("192.0.2.1:587", "192.0.2.1", 587)),
     ("[::1]:25", ForwardAddress("[::1]:25", "::1", 25)),
     ("::1:25", ForwardAddress("::1:25", "::1", 25)),
+    ("::1.25", ForwardAddress("::1.25", "::1", 25)),  # E-MailRelay's own display form
+    ("2001:db8::1.587", ForwardAddress("2001:db8::1.587", "2001:db8::1", 587)),
+    ("::ffff:192.0.2.1:25", ForwardAddress("::ffff:192.0.2.1:25", "::ffff:192.0.2.1", 25)),
+    ("::ffff:192.0.2.1.25", ForwardAddress("::ffff:192.0.2.1.25", "::ffff:192.0.2.1", 25)),
     ("mail.example.com:smtp", ForwardAddress("mail.example.com:smtp", "mail.example.com", 25)),
     ("/run/smtp.s", ForwardAddress("/run/smtp.s", "/run/smtp.s", unix=True)),
     ("far.example:25@127.0.0.1:9050",
@@ -36,7 +40,8 @@ def test_forward_address_forms(text: str, expected: ForwardAddress) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "host", ":25", "host:", "host:0", "host:70000",
-                                  "host:nosuchservice", "far:smtp@proxy:1080", "[]:25"])
+                                  "host:nosuchservice", "far:smtp@proxy:1080", "[]:25",
+                                  "::1.0", "::1.70000"])
 def test_bad_forward_addresses(text: str) -> None:
     with pytest.raises(AddressError):
         parse_forward_address(text)

@@ -1,7 +1,8 @@
 """``--forward-to`` and ``ForwardToAddress`` values, in E-MailRelay's forms.
 
 * ``host:port`` (split at the last colon; the port may be a service name such as
-  ``smtp``), ``1.2.3.4:25``, ``[::1]:25`` or ``::1:25``;
+  ``smtp``), ``1.2.3.4:25``, ``[::1]:25``, ``::1:25`` or ``::1.25`` (the IPv6 form
+  E-MailRelay writes in its logs and envelopes);
 * ``/path/to/socket``: a unix-domain socket;
 * ``far-host:port@socks-host:port``: through a SOCKS 4a proxy, which resolves the far
   host itself.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -49,7 +51,23 @@ def _port(service: str, text: str) -> int:
         raise AddressError(f"unknown port or service name \"{service}\" in \"{text}\"") from None
 
 
+def _ipv6_dot_port(part: str) -> tuple[str, str] | None:
+    """``2001:db8::1.25`` -> ``("2001:db8::1", "25")``; None for anything else."""
+    if part.count(":") < 2 or part.startswith("["):
+        return None
+    host, dot, port = part.rpartition(".")
+    if not dot or not port.isdigit():
+        return None
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return None
+    return host, port
+
+
 def _host_port(part: str, text: str, *, numeric_port: bool = False) -> tuple[str, int]:
+    if (dotted := _ipv6_dot_port(part)) is not None:
+        return dotted[0], _port(dotted[1], text)
     host, sep, service = part.rpartition(":")
     if not sep or not service:
         raise AddressError(f"invalid address \"{text}\": expected host:port")
