@@ -13,6 +13,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.certs import Pki
+from tests.support.fakesmtp import FakeSmtpServer, Script
 from tests.support.helpers import script
 from tests.support.relay import free_port
 
@@ -37,6 +39,22 @@ def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str],
     connection.request(method, path)
     response = connection.getresponse()
     return response.status, dict(response.getheaders()), response.read()
+
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def wait_for_sample(port: int, key: Sample, value: float, timeout: float = 10.0
+                    ) -> dict[Sample, float]:
+    """Scrape until ``key`` has ``value``; the last scrape."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(port)
+        if samples.get(key) == value:
+            return samples
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} is {samples.get(key)}, never {value}")
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -91,6 +109,49 @@ def test_rejections_are_counted_by_reason(start_relay, tmp_path) -> None:
     for reason in ("recipient", "filter", "content"):
         assert samples[("emailrelay_rejected_total", (("reason", reason),))] == 1, reason
     assert samples[("emailrelay_messages_received_total", ())] == 0
+
+
+def test_a_starttls_session_is_counted_as_tls(start_relay, tmp_path) -> None:
+    """A session that did STARTTLS lands in the tls="yes" series, the plain probe in "no"."""
+    pki = Pki(tmp_path)
+    metrics_port = free_port()
+    relay = start_relay("--metrics-port", str(metrics_port), "--server-tls",
+                        "--server-tls-certificate", str(pki.pem()))
+    relay.wait_for_log("metrics server on")
+    tls_key = ("emailrelay_sessions_total", (("kind", "smtp"), ("tls", "yes")))
+    plain_key = ("emailrelay_sessions_total", (("kind", "smtp"), ("tls", "no")))
+    plain_before = wait_for_sample(metrics_port, plain_key, 1)[plain_key]  # the probe
+    assert scrape(metrics_port).get(tls_key, 0) == 0
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as smtp:
+        smtp.ehlo("client.example")
+        assert smtp.starttls(context=pki.client_context())[0] == 220
+        smtp.sendmail("a@example.com", ["b@example.net"], "Subject: x\r\n\r\nhi\r\n")
+    samples = wait_for_sample(metrics_port, tls_key, 1)
+    assert samples[plain_key] == plain_before
+    assert samples[("emailrelay_connections", (("kind", "smtp"),))] == 0
+    assert samples[("emailrelay_messages_received_total", ())] == 1
+
+
+def test_a_permanent_forwarding_failure_is_counted(start_relay) -> None:
+    """A 5xx from the smarthost: the message goes to .bad and counts as failed only."""
+    metrics_port = free_port()
+    with FakeSmtpServer(Script(mail="550 5.7.1 not from you")) as server:
+        relay = start_relay("--metrics-port", str(metrics_port), "--forward-on-disconnect",
+                            "--forward-to", server.address)
+        relay.wait_for_log("metrics server on")
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as smtp:
+            smtp.sendmail("a@example.com", ["b@example.net"], "Subject: x\r\n\r\nhi\r\n")
+        samples = wait_for_sample(metrics_port, ("emailrelay_messages_failed_total", ()), 1)
+        assert server.messages == []
+    assert len(relay.envelopes(".envelope.bad")) == 1
+    # The counter has no reason label: the reason is in the .bad envelope.
+    assert "X-MailRelay-Reason: 5.7.1 not from you" in relay.envelopes(
+        ".envelope.bad")[0].read_text()
+    assert samples[("emailrelay_messages_forwarded_total", ())] == 0
+    assert samples[("emailrelay_messages_deferred_total", ())] == 0
+    assert samples[("emailrelay_messages_received_total", ())] == 1
+    assert samples[("emailrelay_queue_messages", (("state", "failed"), ("unit", "")))] == 1
+    assert samples[("emailrelay_queue_messages", (("state", "ready"), ("unit", "")))] == 0
 
 
 def test_queue_age_grows(relay) -> None:

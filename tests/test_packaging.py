@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -10,6 +11,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -298,3 +300,48 @@ def test_container_runs_unprivileged_with_the_spool_on_a_volume(tmp_path: Path) 
         send_and_wait_for_spool(port, tmp_path / "spool", process)
     finally:
         stop(process)
+
+
+def entrypoint_arguments(port: int, spool: Path) -> list[str]:
+    """The image's ENTRYPOINT arguments with a free port and a spool directory here."""
+    args = list(json.loads(dockerfile_instruction("ENTRYPOINT"))[1:])
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--spool-dir") + 1] = str(spool)
+    return args
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_container_command_line_as_an_unprivileged_user() -> None:
+    """The entrypoint as the image runs it: not root, no --user, in a spool directory of
+    its own with the image's mode 0700; the message is stored and the files are its."""
+    # Not under tmp_path: pytest makes that 0700 for root, and nobody could not get in.
+    base = Path(tempfile.mkdtemp(prefix="emailrelay-nonroot-"))
+    try:
+        base.chmod(0o755)
+        spool = base / "spool"
+        spool.mkdir(mode=0o700)
+        os.chown(spool, NOBODY, NOBODY)
+        port = free_port()
+        process = subprocess.Popen(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             *emailrelay_command(), *entrypoint_arguments(port, spool),
+             "--interface", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=spool)
+        try:
+            send_and_wait_for_spool(port, spool, process)
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            assert re.search(rf"^Uid:\s+{NOBODY}\s+{NOBODY}\s+{NOBODY}\s+{NOBODY}$", status,
+                             re.MULTILINE), status
+            assert re.search(r"^Groups:\s*$", status, re.MULTILINE), status
+        finally:
+            log = stop(process)
+        stored = list(spool.glob("emailrelay.*"))
+        assert len(stored) == 2, log  # the envelope and the content
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in stored} == {(NOBODY, NOBODY)}
+        assert "smtp server on 127.0.0.1:" in log and "error" not in log, log
+    finally:
+        shutil.rmtree(base)

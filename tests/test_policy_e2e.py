@@ -105,3 +105,38 @@ def test_remote_clients_need_remote_clients(start_relay, client_host) -> None:
     assert client_host.python(code) == ""  # closed without a prompt
     relay.wait_for_log(f"configured to reject non-local admin connection: {LISTED4} is not "
                        "a local address")
+
+
+ADMIN_SESSION = """
+import json, socket
+s = socket.create_connection((%(host)r, %(port)d), timeout=10, source_address=(%(source)r, 0))
+replies = []
+for command in ("pid", "help"):
+    s.sendall(command.encode() + b"\\r\\n")
+    data = b""
+    while not data.endswith(b"E-MailRelay> "):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    replies.append(data.decode())
+s.close()
+print(json.dumps(replies))
+"""
+
+
+def test_remote_clients_lets_a_remote_admin_client_in(start_relay, client_host) -> None:
+    """The counterpart of the refusal above: with --remote-clients a client from a
+    non-local address gets replies and the prompt on the admin port."""
+    port, admin = free_port(), free_port()
+    relay = start_relay("--remote-clients", "--interface", f"smtp=127.0.0.1,admin={HOST4}",
+                        "--admin", str(admin), port=port)
+    relay.wait_for_log(f"admin server on {HOST4}:{admin}")
+    replies = client_host.python(ADMIN_SESSION % {"host": HOST4, "port": admin,
+                                                  "source": LISTED4})
+    assert replies == [f"{relay.process.pid}\r\nE-MailRelay> ",
+                       "commands: dnsbl, failures, flush, forward, help, info, list, notify, "
+                       "pid, quit, smtp, status, unfail-all\r\nE-MailRelay> "]
+    log = relay.wait_for_log(f"admin connection closed: disconnected: {LISTED4}:")
+    assert f"admin connection from {LISTED4}:" in log
+    assert "reject non-local" not in log

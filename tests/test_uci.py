@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import poplib
 import shlex
@@ -23,6 +24,9 @@ from emailrelay.options.table import BY_NAME, UCI_OPTIONS
 from emailrelay.uci import mapping
 from emailrelay.uci.instances import instances
 from emailrelay.uci.parser import UciError, parse
+from tests.support.certs import Pki
+from tests.support.fakesmtp import FakeSmtpServer, Script
+from tests.support.helpers import script
 from tests.support.relay import ROOT, emailrelay_command, free_port, run_emailrelay
 
 DEFAULT_CONFIG = ROOT / "packaging/openwrt/files/emailrelay.config"
@@ -508,6 +512,98 @@ def test_a_proxy_section_forwards(tmp_path: Path) -> None:
         assert [e.rcpt_tos for e in received] == [["far@example.com"]]
     finally:
         capture.stop()
+
+
+def test_a_trimmed_every_option_file_runs_and_stores_a_message(tmp_path: Path) -> None:
+    """EVERY_OPTION with real files and local addresses: the relay starts from it, takes a
+    message over TLS with a client certificate and AUTH, runs the filter and stores it; on
+    forwarding the client filter copy: moves it into the mailbox that POP serves by name."""
+    pki = Pki(tmp_path)
+    server_key, server_chain = pki.key_and_chain()
+    client_key, client_chain = pki.key_and_chain(pki.issue("client.example"))
+    client_leaf = pki.issue("client.example")
+    server_auth, client_auth, pop_auth = (tmp_path / n for n in ("server.auth", "client.auth",
+                                                                "pop.auth"))
+    server_auth.write_text("server plain alice secret\n")
+    client_auth.write_text("client plain relay relaysecret\n")
+    pop_auth.write_text("server plain alice popsecret\n")
+    for secrets in (server_auth, client_auth, pop_auth):
+        secrets.chmod(0o600)
+    filtered = tmp_path / "filtered"
+    filter_script = script(tmp_path, "filter one", f'echo "$1" >> "{filtered}"\nexit 0\n')
+    spool = tmp_path / "spool"
+    (spool / "alice").mkdir(parents=True)  # the mailbox copy: fills and POP serves
+    port, pop_port = free_port(), free_port()
+    text = EVERY_OPTION
+    for old, new in [
+        ("'smarthost.example.com:587'", "'127.0.0.1:{smarthost}'"),
+        ("'2525'", f"'{port}'"),
+        # The list items are joined with commas into one configuration, so the fields
+        # after the lists go on the last item (and no DNS query leaves the machine).
+        ("'zen.example.org,1'", "'zen.example.org'"),
+        ("'bl.example.net'", "'bl.example.net,1,1000,127.0.0.1:9'"),
+        ("'account:'", "'account:check'"),  # the recipient is no local account
+        ("'/etc/ssl/key.pem'", f"'{server_key}'"),
+        ("'/etc/ssl/fullchain.pem'", f"'{server_chain}'"),
+        ("'/etc/ssl/ca.pem'", f"'{pki.ca_file}'"),
+        ("'/etc/emailrelay.auth'", f"'{server_auth}'"),
+        ("'/usr/bin/filter one'", f"'{filter_script}'"),
+        ("\tlist filter 'spam:127.0.0.1:783'\n", ""),  # no spamd here
+        ("'/etc/ssl/client-key.pem'", f"'{client_key}'"),
+        ("'/etc/ssl/client-chain.pem'", f"'{client_chain}'"),
+        ("'<default>'", f"'{pki.ca_file}'"),
+        ("'/etc/client.auth'", f"'{client_auth}'"),
+        ("'192.0.2.10'", "'127.0.0.1'"),
+        ("'1110'", f"'{pop_port}'"),
+        ("'/etc/pop.auth'", f"'{pop_auth}'"),
+        ("\tlist smtp_server_interface 'eth0'\n", ""),
+        ("'/srv/spool'", f"'{spool}'"),
+        ("'/srv/in'", f"'{tmp_path / 'in'}'"),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    smarthost_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pki.issue().configure_cert(smarthost_tls)
+    with FakeSmtpServer(Script(tls=smarthost_tls, auth=True)) as smarthost:
+        conf = tmp_path / "emailrelay"
+        conf.write_text(text.replace("{smarthost}", str(smarthost.port)))
+        with running(conf, tmp_path, port) as log:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                smtp.ehlo("client.example")
+                with pytest.raises(smtplib.SMTPNotSupportedError):
+                    smtp.login("alice", "secret")  # no AUTH before TLS: tls required
+                smtp.starttls(context=pki.client_context(client_leaf))
+                smtp.login("alice", "secret")
+                smtp.sendmail("sender@example.com", ["alice@example.net"],
+                              "Subject: every option\r\n\r\nhello\r\n")
+            deadline = time.monotonic() + 15
+            while not list((spool / "alice").glob("*.envelope")):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            pop = poplib.POP3("127.0.0.1", pop_port, timeout=10)
+            pop.stls(context=pki.client_context(client_leaf))  # required here too
+            pop.user("alice")
+            pop.pass_("popsecret")
+            assert pop.stat()[0] == 1
+            content = b"\r\n".join(pop.retr(1)[1])
+            pop.quit()
+            logged = log.read_text()
+        # Forwarding went over TLS with client_auth's account before copy: took the
+        # message, so the smarthost got nothing.
+        assert smarthost.messages == []
+        assert smarthost.commands == [
+            "EHLO mail.example.com", "STARTTLS", "EHLO mail.example.com",
+            "AUTH PLAIN " + base64.b64encode(b"\0relay\0relaysecret").decode(), "QUIT"]
+    assert content == b"Subject: every option\r\n\r\nhello"  # anonymous: no Received
+    [envelope] = (spool / "alice").glob("*.envelope")
+    text = envelope.read_text()
+    assert "X-MailRelay-Authentication: alice" in text
+    assert "X-MailRelay-To-Remote: alice@example.net" in text
+    assert "X-MailRelay-ClientCertificate: -----BEGIN CERTIFICATE-----" in text
+    assert filtered.read_text().strip().endswith(".content")
+    assert f"[all] smtp server on 127.0.0.1:{port}" in logged
+    assert f"[all] pop server on 127.0.0.1:{pop_port}" in logged
+    assert "smtp message stored: " in logged
 
 
 def test_a_pop_section_answers_pop(tmp_path: Path) -> None:
