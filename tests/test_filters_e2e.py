@@ -121,6 +121,95 @@ def test_verifier_exit_100_drops_the_connection(start_relay, tmp_path: Path) -> 
     relay.wait_for_log("smtp connection closed: address verifier abort")
 
 
+
+def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError("condition never became true")
+
+
+def test_a_slow_address_verifier_does_not_hold_up_other_sessions(start_relay,
+                                                                  tmp_path: Path) -> None:
+    """While the verifier takes 4s over one session's recipient, another session's
+    EHLO, MAIL, RCPT (verified quickly) and NOOP are all answered in well under a second;
+    the slow recipient is then accepted."""
+    started = tmp_path / "slow-started"
+    v = script(tmp_path, "v.sh", f"""
+case "$1" in
+  slow@*) touch {started}; sleep 4;;
+esac
+echo x; echo "$1"; exit 1
+""")
+    relay = start_relay("--address-verifier", str(v))
+    outcome: list[tuple[int, bytes]] = []
+
+    def slow() -> None:
+        with smtp(relay) as s:
+            s.ehlo("slow.example")
+            s.mail("a@example.org")
+            outcome.append(s.rcpt("slow@example.com"))
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    wait_until(started.exists)
+    begin = time.monotonic()
+    with smtp(relay) as s:
+        assert s.ehlo("fast.example")[0] == 250
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt("quick@example.com") == (250, b"recipient <quick@example.com> OK")
+        assert s.noop()[0] == 250
+        assert time.monotonic() - begin < 0.5
+    assert outcome == []  # the slow verification is still going on
+    thread.join(20)
+    assert outcome == [(250, b"recipient <slow@example.com> OK")]
+
+
+NET_ANSWERS = {
+    "bob": "0|bob|Bob Smith",
+    "alias": "1|real@example.net",
+    "busy": "3|mailbox busy|try later",
+    "gone": "2|no such user|left in 2019",
+}
+
+
+def test_net_address_verifier_through_the_relay(start_relay) -> None:
+    """``--address-verifier net:<host:port>``: a local answer becomes a To-Local line, a
+    remote one a To-Remote line (with the address the service gave), and rejections for
+    now and for good are 450 and 550."""
+    from tests.support.lineserver import LineServer
+
+    def answer(line: str) -> str:
+        user = line.split("@", 1)[0]
+        return NET_ANSWERS.get(user, "1|" + line.split("|", 1)[0])
+
+    server = LineServer(answer)
+    try:
+        relay = start_relay("--address-verifier", f"net:{server.address}")
+        with smtp(relay) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            assert s.rcpt("bob@example.com") == (250, b"recipient <bob@example.com>  OK")
+            assert s.rcpt("alias@example.com") == (250, b"recipient <alias@example.com> OK")
+            assert s.rcpt("busy@example.com") == (450, b"mailbox busy")
+            assert s.rcpt("gone@example.com") == (550, b"no such user")
+            assert s.rcpt("carol@example.net") == (250, b"recipient <carol@example.net> OK")
+            assert s.data(MESSAGE)[0] == 250
+    finally:
+        server.close()
+    assert [r.split("|")[:2] for r in server.requests] == [
+        [rcpt, "a@example.org"] for rcpt in ("bob@example.com", "alias@example.com",
+                                             "busy@example.com", "gone@example.com",
+                                             "carol@example.net")]
+    text = relay.envelopes()[0].read_bytes()
+    assert b"X-MailRelay-ToCount: 3\r\nX-MailRelay-To-Local: bob\r\n" in text
+    assert (b"X-MailRelay-To-Remote: real@example.net\r\n"
+            b"X-MailRelay-To-Remote: carol@example.net\r\n") in text
+    assert b"busy@example.com" not in text and b"gone@example.com" not in text
+    relay.wait_for_log('rejecting recipient "gone@example.com": no such user: left in 2019')
+
 def test_anonymous_disables_vrfy(start_relay, tmp_path: Path) -> None:
     relay = start_relay("--anonymous", "--address-verifier",
                         str(script(tmp_path, "v.sh", VERIFIER)))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +83,52 @@ def test_mx_failure_clears_the_address_and_fails(dns: Dnsmasq, tmp_path: Path,
     assert result.reason.startswith("mx: ")
     assert parse(message.new_envelope_path.read_bytes()).forward_to_address == ""
 
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[int]:
+    """A UDP port on the loopback that takes queries and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_mx_nst_and_rt_bound_a_lookup_that_gets_no_answer(silent_dns: int, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    """``nst=1`` gives each query a second, ``rt=3`` the whole lookup three: the filter
+    gives up after rt (not the 10s --filter-timeout), fails naming the expired lifetime
+    and the per-query timeouts, and clears ForwardToAddress."""
+    spool = Spool(tmp_path / "spool")
+    message = new_message(spool, Envelope(forward_to="example.test",
+                                          forward_to_address="stale"))
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="emailrelay.filters"):
+        result = asyncio.run(chain(spool, f"mx:127.0.0.1:{silent_dns};nst=1;rt=3").run(
+            FilterJob(message.id, message.content_path, message.new_envelope_path)))
+    elapsed = time.monotonic() - started
+    assert 3 <= elapsed < 6, elapsed
+    assert result.verdict is Verdict.FAIL and result.response == "failed"
+    assert result.reason.startswith("mx: The resolution lifetime expired after 3."), \
+        result.reason
+    assert (f"Server Do53:127.0.0.1@{silent_dns} answered The DNS operation timed out "
+            "after 1.000 seconds") in result.reason
+    assert parse(message.new_envelope_path.read_bytes()).forward_to_address == ""
+    assert (f"filter [mx:]: [{message.id}]: setting forward-to-address [] "
+            "(mx: The resolution lifetime expired after 3.") in caplog.text, caplog.text
+
+
+def test_mx_filter_timeout_cuts_a_longer_rt_short(silent_dns: int, tmp_path: Path) -> None:
+    """With rt= longer than --filter-timeout the filter's own timeout ends the lookup:
+    the reason is then a plain "mx: timeout"."""
+    spool = Spool(tmp_path / "spool")
+    message = new_message(spool, Envelope(forward_to="example.test"))
+    started = time.monotonic()
+    result = asyncio.run(chain(spool, f"mx:127.0.0.1:{silent_dns};nst=1;rt=30",
+                               timeout=2).run(
+        FilterJob(message.id, message.content_path, message.new_envelope_path)))
+    assert 2 <= time.monotonic() - started < 5
+    assert result.verdict is Verdict.FAIL and result.reason == "mx: timeout"
 
 def test_mx_without_forward_to_does_nothing(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +40,15 @@ def server_context(pki: Pki, *names: str, expired: bool = False,
 def tls_server(start_relay, pki: Pki, *args: str) -> Relay:  # type: ignore[no-untyped-def]
     return start_relay("--server-tls", "--server-tls-certificate", str(pki.pem()), *args,
                        name="smarthost")
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("condition never became true")
 
 
 def assert_kept(spool: Path, message_id: str) -> None:
@@ -265,3 +277,75 @@ def test_replies_injected_after_the_servers_220_are_ignored(pki: Pki, tmp_path: 
     assert ("warning: ignoring data the server sent after its starttls response"
             in result.stderr)
     assert b"still delivered\r\n" in server.received
+
+
+# -- where the trusted CAs come from: <default> and a hashed directory -----------------------
+
+
+def test_verify_default_uses_the_system_store_that_ssl_cert_file_names(start_relay, pki: Pki,
+                                                                       tmp_path: Path) -> None:
+    """``--client-tls-verify <default>`` trusts OpenSSL's default verify paths, which the
+    relay's SSL_CERT_FILE redirects to the test CA: a real STARTTLS handshake verifies and
+    the message is delivered."""
+    spool = tmp_path / "spool"
+    spool_message(spool, content=b"Subject: x\r\n\r\nverified by default\r\n")
+    with CaptureServer(tls_context=server_context(pki), require_starttls=True) as server:
+        relay = start_relay("--forward", "--forward-to", server.address, "--client-tls",
+                            "--client-tls-verify", "<default>", spool=spool,
+                            env={"SSL_CERT_FILE": str(pki.ca_file)})
+        (message,) = server.wait_for(1)
+        assert b"verified by default" in message.content
+        relay.wait_for_log(f"tls protocol established with {server.address} protocol TLSv1.3")
+    wait_until(lambda: spool_state(spool) == {})
+
+
+def test_verify_default_without_the_ca_in_the_system_store(start_relay, pki: Pki,
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The same without SSL_CERT_FILE: the system's store does not know the test CA, the
+    handshake fails verification and the message stays queued."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # the relay inherits os.environ
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool)
+    with CaptureServer(tls_context=server_context(pki), require_starttls=True) as server:
+        relay = start_relay("--forward", "--forward-to", server.address, "--client-tls",
+                            "--client-tls-verify", "<default>", spool=spool)
+        log = relay.wait_for_log("certificate verify failed")
+        assert "unable to get local issuer certificate" in log, log
+        assert server.messages == []
+    wait_until(lambda: spool_state(spool) == {message_id: "ready"})
+
+
+def ca_directory(pki: Pki, directory: Path, *, rehash: bool = True) -> Path:
+    """A CA directory holding the test CA, hashed by ``openssl rehash`` (or not)."""
+    directory.mkdir()
+    (directory / "test-ca.pem").write_bytes(pki.ca_file.read_bytes())
+    if rehash:
+        subprocess.run(["openssl", "rehash", str(directory)], check=True, timeout=30)
+        assert any(p.is_symlink() and p.name.endswith(".0") for p in directory.iterdir())
+    return directory
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_verify_with_a_hashed_ca_directory(pki: Pki, tmp_path: Path) -> None:
+    """``--client-tls-verify <dir>`` looks the issuer up by its hash in the directory: the
+    hashed directory verifies the smarthost, the same directory unhashed does not."""
+    hashed = ca_directory(pki, tmp_path / "hashed")
+    unhashed = ca_directory(pki, tmp_path / "unhashed", rehash=False)
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool)
+    with CaptureServer(tls_context=server_context(pki), require_starttls=True) as server:
+        result = as_client(server.address, spool, "--client-tls", "--client-tls-verify",
+                           str(unhashed))
+        assert result.returncode == 1
+        assert (f"smtp client error: tls handshake with {server.address} failed: certificate "
+                "verify failed: unable to get local issuer certificate") in result.stderr, \
+            result.stderr
+        assert_kept(spool, message_id)
+        result = as_client(server.address, spool, "--client-tls", "--client-tls-verify",
+                           str(hashed), "--verbose")
+        assert result.returncode == 0, result.stderr
+        assert len(server.wait_for(1)) == 1
+    assert "tls protocol established with" in result.stderr
+    assert spool_state(spool) == {}

@@ -384,6 +384,32 @@ def test_client_certificate_from_another_ca_is_refused(start_relay, pki: Pki,
     assert "failed: certificate verify failed: unable to get local issuer certificate" in log
 
 
+
+@needs["openssl"]
+def test_client_certificate_verified_against_a_hashed_ca_directory(start_relay, pki: Pki,
+                                                                   tmp_path: Path) -> None:
+    """``--server-tls-verify <dir>``: a directory hashed with ``openssl rehash`` verifies the
+    client's certificate in a real handshake and the message is stored with it."""
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    (directory / "test-ca.pem").write_bytes(pki.ca_file.read_bytes())
+    subprocess.run(["openssl", "rehash", str(directory)], check=True, timeout=30)
+    relay = tls_relay(start_relay, pki, "--server-tls-verify", str(directory))
+    client = pki.issue("client.example", common_name="client.example")
+    with starttls(relay.port, pki.client_context(client)) as smtp:
+        smtp.ehlo("x")
+        smtp.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+    stored(relay)
+    assert ssl.PEM_cert_to_DER_cert(envelope_of(relay).client_certificate) == der_of(client)
+    # A certificate from a CA the directory does not hold is refused.
+    stranger = Pki(tmp_path, "stranger").issue("client.example")
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)), \
+            starttls(relay.port, pki.client_context(stranger)) as smtp:
+        smtp.ehlo("x")
+        smtp.noop()
+    log = relay.wait_for_log("smtp connection closed: tls handshake failed")
+    assert "failed: certificate verify failed: unable to get local issuer certificate" in log
+
 # -- --tls-config ------------------------------------------------------------------------------
 
 
