@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -308,3 +309,82 @@ def test_a_running_relay_retries_on_schedule_then_delivers(tmp_path: Path,
         assert [m.content for m in server.wait_for(1)] == [CONTENT]
         relay.wait_for_log("forwarding: no more messages to send")
     assert spool_state(spool) == {}
+
+
+@pytest.mark.parametrize("fault", [
+    {"drop_in_data": True},
+    {"end": "421 4.3.0 closing down"},
+], ids=["dropped in data", "421 to the data"])
+def test_a_new_connection_after_an_error_sends_the_rest(tmp_path: Path, fault: dict) -> None:
+    """The first connection fails in its first message's data; the client connects again
+    for the other messages in the same run, keeps the failed one for retry, and the next
+    run sends it: each message arrives once, none twice.  (One connection at a time, so
+    that the second connection is the one after the error.)"""
+    spool = tmp_path / "spool"
+    contents = {spool_message(spool, content=b"Subject: %d\r\n\r\nbody\r\n" % n):
+                b"Subject: %d\r\n\r\nbody\r\n" % n for n in range(3)}
+    with FakeSmtpServer(Script(**fault, faulty_connections={1})) as server:
+        result = as_client(server.address, spool, "--forward-connections", "1")
+        assert result.returncode == 1, result.stderr  # one message is left
+        assert server.connections == 2, result.stderr
+        assert [m.connection for m in server.messages] == [2, 2]
+        (kept,) = spool_state(spool)
+        assert f"forwarding [{kept}]: will retry in 60s: " in result.stderr
+        assert spool_state(spool) == {kept: "ready"}
+        assert (retry_lines(spool, kept) or (0,))[0] == 1
+        assert sorted(m.content for m in server.messages) == sorted(
+            c for i, c in contents.items() if i != kept)
+
+        again = as_client(server.address, spool, "--forward-connections", "1")
+        assert again.returncode == 0, again.stderr
+        assert server.connections == 3
+        assert [m.connection for m in server.messages] == [2, 2, 3]
+        assert server.messages[-1].content == contents[kept]
+        assert sorted(m.content for m in server.messages) == sorted(contents.values())
+    assert spool_state(spool) == {}
+
+
+class BlackHole:
+    """A listening socket whose accept queue is full and never emptied: the kernel drops
+    further SYNs, so a connect to it hangs (SYN retransmits) rather than being refused."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.3)
+            self.fillers.append(probe)
+            try:
+                probe.connect(("127.0.0.1", self.port))
+            except TimeoutError:
+                return  # the queue is full: a connect hangs now
+        raise RuntimeError("the accept queue never filled up")
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.listener]:
+            s.close()
+
+
+def test_connection_timeout_when_the_connect_itself_hangs(tmp_path: Path) -> None:
+    """--connection-timeout bounds the TCP connect: the run gives up after about a
+    second, says so, and keeps the message (no retry lines: the smarthost was never
+    reached, so the failure is not the message's)."""
+    spool = tmp_path / "spool"
+    message_id = spool_message(spool, content=CONTENT)
+    hole = BlackHole()
+    try:
+        started = time.monotonic()
+        result = as_client(f"127.0.0.1:{hole.port}", spool, "--connection-timeout", "1")
+        elapsed = time.monotonic() - started
+    finally:
+        hole.close()
+    assert result.returncode == 1, result.stderr
+    assert (f"smtp client error: cannot connect to 127.0.0.1:{hole.port}: connection "
+            "timeout after 1s") in result.stderr, result.stderr
+    assert elapsed < 10, elapsed  # not the 40s default nor the kernel's SYN retries
+    assert spool_state(spool) == {message_id: "ready"}
+    assert retry_lines(spool, message_id) is None

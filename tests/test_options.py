@@ -72,6 +72,7 @@ def test_defaults_come_from_the_table() -> None:
     assert s.value("port") == "25"
     assert s.value("spool-dir") == "/var/spool/emailrelay"
     assert s.int("connection-timeout") == 40
+    assert s.value("pop-port") == "110"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -75,6 +75,21 @@ def test_smtplib_message_is_stored_as_e_mailrelay_stores_it(start_relay) -> None
     assert 'tx>>: "250 message processed"' in log
 
 
+def test_help_with_smtplib(start_relay) -> None:
+    """HELP gets a 214 reply that lists the commands, and the session goes on."""
+    relay = start_relay()
+    with smtplib.SMTP("127.0.0.1", relay.port) as client:
+        text = client.help()  # smtplib returns the text only
+        assert text.startswith(b"commands: EHLO HELO MAIL RCPT DATA")
+        assert text.endswith(b"\nend of help")
+        code, _ = client.docmd("HELP", "DATA")
+        assert code == 214
+        assert client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n"
+                               ) == {}
+    assert len(relay.envelopes()) == 1
+    relay.wait_for_log('tx>>: "214 end of help"')
+
+
 def test_anonymous_content_has_no_received_line(start_relay) -> None:
     relay = start_relay("--anonymous=content")
     with smtplib.SMTP("127.0.0.1", relay.port) as client:
@@ -168,6 +183,57 @@ def test_hostile_input(start_relay, data: bytes, expected: list[bytes]) -> None:
     for path in relay.contents():
         content = path.read_bytes()
         assert content.count(b"\n") == content.count(b"\r\n")
+
+
+def test_too_many_recipients_end_to_end(start_relay) -> None:
+    """Recipient 1001 gets "452 too many recipients"; the first thousand are kept and the
+    message goes through with them.  The log shows the refused recipient and the reason
+    side by side."""
+    relay = start_relay()
+    out = raw_session(relay, b"EHLO c\r\nMAIL FROM:<a@x>\r\n"
+                      + b"".join(b"RCPT TO:<r%d@x>\r\n" % i for i in range(1000))
+                      + b"RCPT TO:<one-too-many@x>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n"
+                      b"QUIT\r\n", read_until=b"221 OK\r\n")
+    assert out.count(b"\r\n250 recipient <r") == 1000
+    assert b"\r\n452 too many recipients\r\n354 " in out
+    assert out.endswith(b"250 message processed\r\n221 OK\r\n")
+    (envelope,) = relay.envelopes()
+    to = parse(envelope.read_bytes()).to_remote
+    assert len(to) == 1000 and to[-1] == "r999@x" and "one-too-many@x" not in to
+    relay.wait_for_log('rx<<: "RCPT TO:<one-too-many@x>"\n'
+                       'emailrelay: info: tx>>: "452 too many recipients"\n')
+
+
+@pytest.mark.parametrize("data,replies,log_lines", [
+    # A bare LF does not end a command: what follows it is part of the NOOP's line, so
+    # the MAIL behind it is never run and the RCPT after it is out of sequence.
+    (b"NOOP\nMAIL FROM:<evil@x>\r\nRCPT TO:<b@x>\r\n",
+     [b"250 noop", b"503 command out of sequence"],
+     ['rx<<: "NOOP\\nMAIL FROM:<evil@x>"', 'tx>>: "250 noop"']),
+    # Nor does a bare CR: the RCPT behind it is read as part of the sender's address.
+    (b"MAIL FROM:<a@x>\rRCPT TO:<evil@x>\r\n",
+     [b"553 mailbox name not allowed: invalid character in mailbox name"],
+     ['rx<<: "MAIL FROM:<a@x>\\rRCPT TO:<evil@x>"',
+      'tx>>: "553 mailbox name not allowed: invalid character in mailbox name"']),
+    (b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\nDATA\r\n",
+     [b"250 sender <a@x> OK", b"550 invalid character in mailbox name"],
+     ['rx<<: "RCPT TO:<b@x>\\nDATA"', 'tx>>: "550 invalid character in mailbox name"']),
+], ids=["bare lf after noop", "bare cr in mail from", "bare lf in rcpt to"])
+def test_bare_cr_or_lf_in_a_command(start_relay, data: bytes, replies: list[bytes],
+                                    log_lines: list[str]) -> None:
+    """Only CRLF ends a command line; a bare CR or LF inside one cannot smuggle in a
+    second command.  The log shows the line with the stray character spelt out."""
+    relay = start_relay()
+    out = raw_session(relay, b"EHLO c\r\n" + data + b"QUIT\r\n", read_until=b"221 OK\r\n")
+    tail = out.split(b"250 8BITMIME\r\n", 1)[1]
+    position = 0
+    for reply in [*replies, b"221 OK"]:
+        position = tail.find(reply, position)
+        assert position >= 0, (reply, tail)
+        position += 1
+    assert tail.count(b"\r\n") == len(replies) + 1  # one reply per CRLF-ended line
+    relay.wait_for_log("\nemailrelay: info: ".join(log_lines))
+    assert relay.envelopes() == []
 
 
 def test_client_vanishing_mid_data_leaves_nothing(start_relay) -> None:

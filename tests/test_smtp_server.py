@@ -371,3 +371,15 @@ def test_vrfy_does_not_echo_a_bare_cr_or_lf_into_its_reply() -> None:
     d.feed(b"EHLO c\r\n")
     assert d.feed(b"VRFY x\n250 fake\rline\r\n") == [
         "252 cannot verify but will accept: x\\x0a250 fake\\x0dline"]
+
+
+def test_help_gives_a_214_reply_in_any_state_and_leaves_the_transaction_alone() -> None:
+    d = driver()
+    help_reply = ["214-commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+                  "214 end of help"]
+    assert d.feed(b"HELP\r\n") == help_reply  # before EHLO
+    session(d)
+    assert d.feed(b"HELP MAIL\r\n") == help_reply  # with an argument, mid-transaction
+    assert d.feed(b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n")[-1] == "250 message processed"
+    assert d.messages == [b"Subject: x\r\n\r\nbody\r\n"]
+    assert d.protocol.errors == 0  # HELP is no client error: it counts for nothing

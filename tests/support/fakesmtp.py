@@ -36,6 +36,10 @@ class Script:
     end: str = "250 2.0.0 queued"
     drop_in_data: bool = False  # close the connection half-way through the content
     reset_in_data: bool = False  # with drop_in_data: send a TCP reset, not a clean close
+    # drop_in_data and a non-2xx ``end`` apply only on these connections (1 is the first;
+    # None: on all); the others get the content through and "250" to it.  A 421 to the
+    # end of the data is followed by closing the connection, as a real server does.
+    faulty_connections: set[int] | None = None
     # Called with each complete message before the reply to its data: False drops the
     # connection without a reply (a far side whose 250 is never sent).
     on_end: Callable[[Received], bool] | None = None
@@ -155,21 +159,27 @@ class FakeSmtpServer:
                     self._reply(conn, "DATA", script.data)
                     if not script.data.startswith("354"):
                         continue
-                    if script.drop_in_data and script.reset_in_data:
+                    faulty = (script.faulty_connections is None
+                              or connection in script.faulty_connections)
+                    drop = script.drop_in_data and faulty
+                    end = script.end if faulty else "250 2.0.0 queued"
+                    if drop and script.reset_in_data:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                         struct.pack("ii", 1, 0))
-                    content = conn.read_data(drop_half_way=script.drop_in_data)
+                    content = conn.read_data(drop_half_way=drop)
                     if content is None:
                         return
                     received = Received(mail_from, rcpts, content, connection, wire=conn.wire,
                                         tls=isinstance(sock, ssl.SSLSocket), user=user)
                     if script.on_end is not None and not script.on_end(received):
                         return
-                    self._reply(conn, "END", script.end)
-                    if script.end.startswith("2"):
+                    self._reply(conn, "END", end)
+                    if end.startswith("2"):
                         with self.lock:
                             self.messages.append(received)
                             accepted.append(received)
+                    elif end.startswith("421"):
+                        return
                 elif verb == "STARTTLS" and script.tls is not None:
                     self._reply(conn, "STARTTLS", "220 2.0.0 go ahead")
                     if script.tls_drop:
