@@ -201,6 +201,8 @@ def test_too_many_recipients_end_to_end(start_relay) -> None:
     to = parse(envelope.read_bytes()).to_remote
     assert len(to) == 1000 and to[-1] == "r999@x" and "one-too-many@x" not in to
     relay.wait_for_log('rx<<: "RCPT TO:<one-too-many@x>"\n'
+                       'emailrelay: info: smtp command refused with "452 too many recipients": '
+                       '127.0.0.1\n'
                        'emailrelay: info: tx>>: "452 too many recipients"\n')
 
 
@@ -232,7 +234,11 @@ def test_bare_cr_or_lf_in_a_command(start_relay, data: bytes, replies: list[byte
         assert position >= 0, (reply, tail)
         position += 1
     assert tail.count(b"\r\n") == len(replies) + 1  # one reply per CRLF-ended line
-    relay.wait_for_log("\nemailrelay: info: ".join(log_lines))
+    log = relay.wait_for_log('tx>>: "221 OK"')
+    for line in log_lines:
+        assert f"emailrelay: info: {line}\n" in log
+    for refused in (r.decode() for r in replies if r[:1] in b"45"):
+        assert f'info: smtp command refused with "{refused}' in log  # (the reply's start)
     assert relay.envelopes() == []
 
 

@@ -23,6 +23,7 @@ class Driver:
     aborted: list[str] = field(default_factory=list)
     closed: str | None = None
     bodies: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     store_reply: str = replies.MESSAGE_PROCESSED
     _current: bytearray | None = None
 
@@ -58,6 +59,8 @@ class Driver:
                 self.closed = ev.reason
             elif isinstance(ev, proto.ProtocolWarning):
                 pass
+            elif isinstance(ev, proto.Notice):
+                self.notices.append(ev.text)
             else:
                 raise AssertionError(ev)
 
@@ -383,3 +386,11 @@ def test_help_gives_a_214_reply_in_any_state_and_leaves_the_transaction_alone() 
     assert d.feed(b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n")[-1] == "250 message processed"
     assert d.messages == [b"Subject: x\r\n\r\nbody\r\n"]
     assert d.protocol.errors == 0  # HELP is no client error: it counts for nothing
+
+
+def test_every_refused_command_is_noted_for_the_log() -> None:
+    d = driver()
+    d.feed(b"EHLO c\r\nBOGUS\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n")
+    assert d.notices == ['smtp command refused with "500 command unrecognized"',
+                         'smtp command refused with "503 command out of sequence -- use RSET '
+                         'to resynchronise"']

@@ -429,6 +429,7 @@ class ServerProtocol(ServerCore):
                 "invalid character in mailbox name: not using smtputf8"))
             return
         if len(self.transaction.recipients) >= RECIPIENT_LIMIT:
+            self._note_refusal(replies.TOO_MANY_RECIPIENTS)
             self._emit(replies.TOO_MANY_RECIPIENTS)
             return
         if c.verify_recipients:
@@ -638,6 +639,9 @@ class ServerProtocol(ServerCore):
 
     def _warn(self, text: str) -> None:
         self._events.append(ProtocolWarning(text))
+
+    def _note_refusal(self, reply: str) -> None:
+        self._events.append(Notice(f"smtp command refused with \"{printable(reply)}\""))
 
     def _auth_line(self, line: str) -> None:
         text = line.strip()

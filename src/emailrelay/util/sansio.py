@@ -83,11 +83,15 @@ class ServerCore:
     def _client_error(self, reply: str) -> None:
         """Answer a bad command; too many of them close the connection."""
         self.errors += 1
+        self._note_refusal(reply)
         if self.errors >= self.ERROR_LIMIT:
             self._emit(self.TOO_MANY_ERRORS)
             self._close("too many protocol errors from the client")
         else:
             self._emit(reply)
+
+    def _note_refusal(self, reply: str) -> None:
+        """A hook: a command was refused with ``reply`` (for the log)."""
 
     def _closed(self) -> bool:
         raise NotImplementedError
