@@ -34,7 +34,14 @@ import pytest
 from tests.support.admin import AdminClient
 from tests.support.capture import CaptureServer
 from tests.support.helpers import script
-from tests.support.relay import ROOT, Relay, emailrelay_command, free_port, run_emailrelay
+from tests.support.relay import (
+    ROOT,
+    Relay,
+    emailrelay_command,
+    free_port,
+    run_emailrelay,
+    wait_until,
+)
 from tests.support.spooling import spool_message, spool_state
 
 SECRETS = "server plain alice e+3Dmc2\n"  # password e=mc2
@@ -59,13 +66,6 @@ def secrets_file(tmp_path: Path) -> Path:
     path.chmod(0o600)
     return path
 
-
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never became true")
-        time.sleep(0.02)
 
 
 def refused(port: int) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from emailrelay.spool.envelope import parse
 from tests.support.helpers import script
+from tests.support.relay import wait_until
 
 MESSAGE = "From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -121,14 +122,6 @@ def test_verifier_exit_100_drops_the_connection(start_relay, tmp_path: Path) -> 
     relay.wait_for_log("smtp connection closed: address verifier abort")
 
 
-
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise TimeoutError("condition never became true")
 
 
 def test_a_slow_address_verifier_does_not_hold_up_other_sessions(start_relay,

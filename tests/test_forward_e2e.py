@@ -12,21 +12,13 @@ import pytest
 
 from tests.support.capture import CaptureServer
 from tests.support.fakesmtp import FakeSmtpServer, Script
-from tests.support.relay import emailrelay_command, free_port
+from tests.support.relay import emailrelay_command, free_port, wait_until
 from tests.support.socks4a import Socks4aProxy
 from tests.support.spooling import as_client, spool_message, spool_state
 
 TRICKY = (b"Subject: tricky\r\n\r\n.starts with a dot\r\n..two dots\r\n.\r\n"
           b"bare\nnewline and bare\rreturn\r\n" + "caf\u00e9\r\n".encode())
 
-
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition never became true")
 
 
 def test_as_client_drains_the_spool_into_smtp_sink(tmp_path: Path, smtp_sink) -> None:

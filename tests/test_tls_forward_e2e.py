@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from emailrelay.spool.envelope import parse
 from tests.support.capture import CaptureServer
 from tests.support.certs import Pki, der_of
-from tests.support.relay import Relay, free_port
+from tests.support.relay import Relay, free_port, wait_until
 from tests.support.spooling import as_client, spool_message, spool_state
 
 
@@ -41,14 +40,6 @@ def tls_server(start_relay, pki: Pki, *args: str) -> Relay:  # type: ignore[no-u
     return start_relay("--server-tls", "--server-tls-certificate", str(pki.pem()), *args,
                        name="smarthost")
 
-
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition never became true")
 
 
 def assert_kept(spool: Path, message_id: str) -> None:
