@@ -90,8 +90,8 @@ esac
 """
 
 
-def test_address_verifier_local_remote_and_rejections(start_relay, tmp_path: Path) -> None:
-    relay = start_relay("--address-verifier", str(script(tmp_path, "v.sh", VERIFIER)))
+def rcpt_answers(relay) -> None:  # type: ignore[no-untyped-def]
+    """MAIL and the five recipients both verifier tests try, with their replies."""
     with smtp(relay) as s:
         s.ehlo("client.example")
         s.mail("a@example.org")
@@ -101,6 +101,12 @@ def test_address_verifier_local_remote_and_rejections(start_relay, tmp_path: Pat
         assert s.rcpt("gone@example.com") == (550, b"no such user")
         assert s.rcpt("carol@example.net") == (250, b"recipient <carol@example.net> OK")
         assert s.data(MESSAGE)[0] == 250
+
+
+def test_address_verifier_local_remote_and_rejections(start_relay, tmp_path: Path) -> None:
+    relay = start_relay("--address-verifier", str(script(tmp_path, "v.sh", VERIFIER)))
+    rcpt_answers(relay)
+    with smtp(relay) as s:
         assert s.verify("bob@example.com") == (250, b"Bob Smith")
         assert s.verify("alias@example.com") == (252, b"cannot verify but will accept: "
                                                       b"real@example.net")
@@ -181,15 +187,7 @@ def test_net_address_verifier_through_the_relay(start_relay) -> None:
     server = LineServer(answer)
     try:
         relay = start_relay("--address-verifier", f"net:{server.address}")
-        with smtp(relay) as s:
-            s.ehlo("client.example")
-            s.mail("a@example.org")
-            assert s.rcpt("bob@example.com") == (250, b"recipient <bob@example.com>  OK")
-            assert s.rcpt("alias@example.com") == (250, b"recipient <alias@example.com> OK")
-            assert s.rcpt("busy@example.com") == (450, b"mailbox busy")
-            assert s.rcpt("gone@example.com") == (550, b"no such user")
-            assert s.rcpt("carol@example.net") == (250, b"recipient <carol@example.net> OK")
-            assert s.data(MESSAGE)[0] == 250
+        rcpt_answers(relay)
     finally:
         server.close()
     assert [r.split("|")[:2] for r in server.requests] == [
