@@ -154,6 +154,10 @@ def test_plain_with_plain_and_md5_secrets() -> None:
     (b"\0tim\0", "malformed PLAIN response"),
     (b"", "malformed PLAIN response"),
     (b"mrose\0tim\0tanstaaftanstaaf", "acting for another user [mrose] is not allowed"),
+    # Found by the sasl fuzz target: the authzid came into the log line raw, so a CR or
+    # LF in it could forge a line; it is escaped like the user name.
+    (b"a\r\nemailrelay: info: forged\xff\0tim\0tanstaaftanstaaf",
+     "acting for another user [a\\x0d\\x0aemailrelay: info: forged\\xff] is not allowed"),
 ])
 def test_plain_failures(response: bytes, reason: str) -> None:
     outcome = Plain(SECRETS).respond(response)

@@ -107,7 +107,8 @@ class Plain(Mechanism):
             return self._outcome("", "malformed PLAIN response")
         authzid, user = _text(parts[0]), _text(parts[1])
         if authzid and authzid != user:
-            return self._outcome(user, f"acting for another user [{authzid}] is not allowed")
+            return self._outcome(user, f"acting for another user [{printable(authzid)}] is "
+                                 "not allowed")
         return self._outcome(user, check_password(self.secrets, user, parts[2]))
 
 
