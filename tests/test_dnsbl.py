@@ -88,6 +88,10 @@ def test_ipv6_dns_server_and_default_port() -> None:
     ("bl.example,1,500,dns.example:53", "invalid dns server address"),
     ("bl.example,1,500,127.0.0.1:99999", "bad port"),
     ("1.1.1.1:53,500,1,bad..name", "invalid list name"),
+    # Found by the dnsbl fuzz target: a name with no room for an IPv6 client's 64 octets
+    # of nibbles made every check of such a client raise.
+    ("1.1.1.1:53,500,1," + ".".join(["a" * 60] * 3) + ".example",
+     "list name too long"),
 ])
 def test_bad_configurations(text: str, error: str) -> None:
     with pytest.raises(DnsblConfigError, match=error.replace("(", r"\(")):
@@ -281,3 +285,10 @@ def test_dnsmasq_listed_and_unlisted_ipv4_and_ipv6(dnsmasq: Dnsmasq) -> None:
     assert listed4.verdict is Verdict.DENY and listed4.lists[0].addresses == ["127.0.0.2"]
     assert listed6.verdict is Verdict.DENY and listed6.lists[0].addresses == ["127.0.0.3"]
     assert clean4.verdict is Verdict.ALLOW and clean6.verdict is Verdict.ALLOW
+
+
+def test_the_longest_list_name_still_holds_an_ipv6_query() -> None:
+    zone = ".".join(["a" * 60] * 3) + ".exampl"  # 190 octets on the wire
+    config = DnsblConfig.parse(f"{zone},1,500")
+    name = query_name("2001:db8::1", config.lists[0])
+    assert name.endswith(f".{zone}.") and len(name) == 64 + len(zone) + 1

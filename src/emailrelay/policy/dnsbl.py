@@ -105,6 +105,10 @@ def _is_domain(text: str) -> bool:
     return not tld or (not tld.isdigit() and all(c.isalnum() or c in "-_" for c in tld))
 
 
+MAX_NAME_OCTETS = 255
+IPV6_QUERY_OCTETS = 64
+
+
 def _list_name(text: str) -> str:
     try:
         name = dns.name.from_text(text.rstrip("."))
@@ -112,6 +116,11 @@ def _list_name(text: str) -> str:
         raise DnsblConfigError(f"invalid list name \"{text}\": {e}") from None
     if len(name.labels) < 2:  # just the root
         raise DnsblConfigError("empty list name")
+    # An IPv6 client's query puts 32 one-nibble labels (64 octets) in front of the list's
+    # name, and a DNS name holds at most 255 octets.
+    if len(name.to_wire()) + IPV6_QUERY_OCTETS > MAX_NAME_OCTETS:
+        raise DnsblConfigError(f"list name too long \"{text}\": no room for an IPv6 "
+                               "client's query")
     return name.to_text(omit_final_dot=True)
 
 
