@@ -13,11 +13,18 @@ from pathlib import Path
 import psutil
 
 from tests.support.capture import CaptureServer
-from tests.support.relay import free_port, run_emailrelay
+from tests.support.relay import free_port, run_emailrelay, wait_until
 
 
 def _children(relay) -> list[psutil.Process]:
     return psutil.Process(relay.process.pid).children()
+
+
+def _workers(relay, count: int) -> list[psutil.Process]:  # type: ignore[no-untyped-def]
+    """The worker processes, once all ``count`` are there: the socket listens (and the
+    test's wait for the port ends) before they are forked."""
+    wait_until(lambda: len(_children(relay)) >= count)
+    return _children(relay)
 
 
 def _send(port: int, n: int) -> dict:
@@ -28,7 +35,7 @@ def _send(port: int, n: int) -> dict:
 
 def test_workers_share_the_load_and_stop_together(start_relay) -> None:
     relay = start_relay("--workers", "3")
-    assert len(_children(relay)) == 2
+    assert len(_workers(relay, 2)) == 2
     pids: set[str] = set()
     for _ in range(5):  # the kernel decides who accepts: send until several did
         with ThreadPoolExecutor(32) as pool:
@@ -57,7 +64,7 @@ def test_a_workers_client_triggers_forwarding_in_the_main_process(start_relay) -
 
 def test_a_worker_that_dies_is_reported_and_the_rest_serve(start_relay) -> None:
     relay = start_relay("--workers", "2")
-    (worker,) = _children(relay)
+    (worker,) = _workers(relay, 1)
     os.kill(worker.pid, signal.SIGKILL)
     relay.wait_for_log("worker process")
     for n in range(10):
