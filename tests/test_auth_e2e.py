@@ -17,11 +17,9 @@ import pytest
 
 from emailrelay.auth import hashstate
 from emailrelay.spool.envelope import parse
-from tests.support.helpers import script
-from tests.support.relay import ROOT, Relay, run_emailrelay
+from tests.support.helpers import FAIL2BAN_COMMON, OUR_FAIL2BAN_FILTER, fail2ban_matches, script
+from tests.support.relay import Relay, run_emailrelay
 
-FILTER = ROOT / "packaging" / "fail2ban" / "emailrelay.conf"
-COMMON = Path("/etc/fail2ban/filter.d/common.conf")
 MD5 = base64.b64encode(hashstate.make_secret(b"my password")).decode()
 SECRETS = f"""# relay accounts
 server plain alice e+3Dmc2
@@ -120,17 +118,8 @@ def test_mail_before_login_and_wrong_passwords_with_fail2ban(relay: Relay,
            "[mallory]: no such account" in log
     assert "server authentication enabled but not a trusted address: 127.0.0.1" in log
     assert not relay.envelopes()
-    if shutil.which("fail2ban-regex") is None or not COMMON.exists():
-        pytest.skip("fail2ban is not installed")
-    filter_dir = tmp_path / "filter.d"
-    filter_dir.mkdir()
-    shutil.copy(COMMON, filter_dir)
-    shutil.copy(FILTER, filter_dir)
-    done = subprocess.run(["fail2ban-regex", "-o", "ip", str(relay.log_path),
-                           str(filter_dir / FILTER.name)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["127.0.0.1"] * 4  # 3 + 1 failed logins, nothing else
+    # 3 + 1 failed logins, nothing else
+    assert fail2ban_matches(relay.log_path, tmp_path) == ["127.0.0.1"] * 4
 
 
 def test_auth_not_advertised_is_logged_for_fail2ban(start_relay) -> None:
@@ -212,15 +201,16 @@ def test_sighup_reads_the_secrets_again(relay: Relay, tmp_path: Path) -> None:
         assert smtp.login("dora", "pw")[0] == 235  # the previous contents stay
 
 
-@pytest.mark.skipif(shutil.which("fail2ban-client") is None or not COMMON.exists(),
+@pytest.mark.skipif(shutil.which("fail2ban-client") is None or not FAIL2BAN_COMMON.exists(),
                     reason="fail2ban is not installed")
 def test_the_jail_and_filter_pass_fail2bans_configuration_test(tmp_path: Path) -> None:
     config = tmp_path / "fail2ban"
-    shutil.copytree(COMMON.parent.parent, config)
+    shutil.copytree(FAIL2BAN_COMMON.parent.parent, config)
     for leftover in (config / "jail.d").iterdir():
         leftover.unlink()  # only our jail
-    shutil.copy(FILTER, config / "filter.d")
-    shutil.copy(FILTER.with_name("emailrelay-jail.conf"), config / "jail.d" / "emailrelay.conf")
+    shutil.copy(OUR_FAIL2BAN_FILTER, config / "filter.d")
+    shutil.copy(OUR_FAIL2BAN_FILTER.with_name("emailrelay-jail.conf"),
+                config / "jail.d" / "emailrelay.conf")
     log = tmp_path / "mail.log"
     log.write_text("")
     (config / "jail.d" / "zz-test.local").write_text(f"[emailrelay]\nlogpath = {log}\n"

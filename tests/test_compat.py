@@ -17,7 +17,6 @@ import contextlib
 import os
 import poplib
 import re
-import shutil
 import signal
 import smtplib
 import socket
@@ -33,9 +32,8 @@ import pytest
 
 from tests.support.admin import AdminClient
 from tests.support.capture import CaptureServer
-from tests.support.helpers import script
+from tests.support.helpers import fail2ban_matches, script, skip_without_fail2ban
 from tests.support.relay import (
-    ROOT,
     Relay,
     emailrelay_command,
     free_port,
@@ -57,7 +55,6 @@ failregex = emailrelay: warning: <HOST>; failed authentication
 ignoreregex = emailrelay: warning: <HOST>; dnsbl
               emailrelay: info: <HOST>; address verifier: exit code 1:
 """
-FAIL2BAN_COMMON = Path("/etc/fail2ban/filter.d/common.conf")
 
 
 def secrets_file(tmp_path: Path) -> Path:
@@ -354,8 +351,7 @@ def as_syslog_file(datagrams: list[bytes]) -> str:
 
 def test_main_log_lines_match_e_mailrelays_fail2ban_filter(
         tmp_path: Path, syslog: SyslogCollector) -> None:
-    if shutil.which("fail2ban-regex") is None or not FAIL2BAN_COMMON.exists():
-        pytest.skip("fail2ban is not installed")
+    skip_without_fail2ban()
     path = syslog.path
     verifier = script(tmp_path, "verifier",
                       'case "$1" in bad*) echo "no such user"; exit 2;; esac\n'
@@ -387,24 +383,11 @@ def test_main_log_lines_match_e_mailrelays_fail2ban_filter(
     log.write_text(as_syslog_file(syslog.datagrams))
     assert re.search(r"^Jan  5 10:00:00 relayhost emailrelay\[\d+\]: emailrelay: warning: "
                      r"127\.0\.0\.1; failed authentication", log.read_text(), re.M)
-    filters = tmp_path / "filter.d"
-    filters.mkdir()
-    shutil.copy(FAIL2BAN_COMMON, filters)
-    (filters / "theirs.conf").write_text(EMAILRELAY_FAIL2BAN)
-    shutil.copy(ROOT / "packaging" / "fail2ban" / "emailrelay.conf", filters / "ours.conf")
-
-    def banned(filter_name: str) -> list[str]:
-        done = subprocess.run(["fail2ban-regex", "-o", "ip", str(log),
-                               str(filters / filter_name)],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.split()
-
     # E-MailRelay's: the login, AUTH, the empty return path and the refused recipient
     # (not the accepted one, exit code 1).
-    assert banned("theirs.conf") == ["127.0.0.1"] * 4
+    assert fail2ban_matches(log, tmp_path, EMAILRELAY_FAIL2BAN) == ["127.0.0.1"] * 4
     # Ours: logins and AUTH only (bounces and unknown recipients are no attack).
-    assert banned("ours.conf") == ["127.0.0.1"] * 2
+    assert fail2ban_matches(log, tmp_path) == ["127.0.0.1"] * 2
 
 
 def test_a_healthy_start_and_stop_logs_no_error_warning_or_exception(

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import NewMessage, Spool
-from tests.support.relay import free_port, wait_for_port
+from tests.support.relay import ROOT, free_port, wait_for_port
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 CONTENT = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -113,3 +115,30 @@ def _free_udp_port() -> int:
             except OSError:
                 continue
             return port
+
+
+FAIL2BAN_COMMON = Path("/etc/fail2ban/filter.d/common.conf")
+OUR_FAIL2BAN_FILTER = ROOT / "packaging" / "fail2ban" / "emailrelay.conf"
+
+
+def skip_without_fail2ban() -> None:
+    if shutil.which("fail2ban-regex") is None or not FAIL2BAN_COMMON.exists():
+        pytest.skip("fail2ban is not installed")
+
+
+def fail2ban_matches(log: Path, work: Path, filter_text: str | None = None) -> list[str]:
+    """The addresses ``fail2ban-regex`` finds in ``log`` with our shipped filter, or with
+    the filter given as text (skips the test when fail2ban is not installed)."""
+    skip_without_fail2ban()
+    filters = work / "filter.d"
+    filters.mkdir(exist_ok=True)
+    shutil.copy(FAIL2BAN_COMMON, filters)
+    chosen = filters / ("given.conf" if filter_text is not None else "ours.conf")
+    if filter_text is not None:
+        chosen.write_text(filter_text)
+    else:
+        shutil.copy(OUR_FAIL2BAN_FILTER, chosen)
+    done = subprocess.run(["fail2ban-regex", "-o", "ip", str(log), str(chosen)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()

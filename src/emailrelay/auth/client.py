@@ -38,8 +38,8 @@ from emailrelay.auth.secrets import (
     PLAIN,
     Secret,
     Secrets,
-    SecretsError,
     SecretsFile,
+    load_secrets_file,
 )
 from emailrelay.options.parser import Settings
 from emailrelay.process.daemon import StartupError
@@ -222,12 +222,7 @@ def client_auth(settings: Settings) -> ClientAuth | None:
         inline = Secrets("--client-auth")
         inline.client[(PLAIN, "")] = Secret(CLIENT, PLAIN, user, password)
         return ClientAuth(lambda: inline, config)
-    try:
-        secrets = SecretsFile(value)
-    except SecretsError as e:
-        raise StartupError(str(e)) from None
-    for warning in secrets.warnings:
-        log.warning("%s", warning)
+    secrets = load_secrets_file(value)
     if not secrets.current().client:
         log.warning("the --client-auth secrets file \"%s\" has no client lines: messages are "
                     "forwarded without logging in", value)

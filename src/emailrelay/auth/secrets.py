@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from emailrelay.auth import hashstate
+from emailrelay.process.daemon import StartupError
 from emailrelay.util import xtext
 
 log = logging.getLogger("emailrelay.auth")
@@ -318,3 +319,15 @@ class SecretsFile:
         self._stamp = stamp
         for warning in warnings:
             log.warning("%s", warning)
+
+
+def load_secrets_file(path: str) -> SecretsFile:
+    """Read a secrets file at start-up: one that cannot be read or parsed is a start-up
+    error, and what the file deserves a warning for (others can read it...) is logged."""
+    try:
+        secrets = SecretsFile(path)
+    except SecretsError as e:
+        raise StartupError(str(e)) from None
+    for warning in secrets.warnings:
+        log.warning("%s", warning)
+    return secrets

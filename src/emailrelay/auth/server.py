@@ -11,7 +11,7 @@ import logging
 
 from emailrelay.auth.mechanisms import MechanismConfig
 from emailrelay.auth.sasl import Mechanism, SaslServer
-from emailrelay.auth.secrets import SecretsError, SecretsFile, TrustRule
+from emailrelay.auth.secrets import SecretsFile, TrustRule, load_secrets_file
 from emailrelay.options.parser import Settings
 from emailrelay.process.daemon import StartupError
 
@@ -48,13 +48,7 @@ def open_secrets(option: str, path: str) -> SecretsFile:
     if path in PAM:
         raise StartupError(f"--{option}={path} is not supported: this program has no PAM "
                            "authentication; use a secrets file")
-    try:
-        secrets = SecretsFile(path)
-    except SecretsError as e:
-        raise StartupError(str(e)) from None
-    for warning in secrets.warnings:
-        log.warning("%s", warning)
-    return secrets
+    return load_secrets_file(path)
 
 
 def server_auth(settings: Settings, domain: str) -> ServerAuth | None:
