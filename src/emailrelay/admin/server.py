@@ -70,8 +70,9 @@ class AdminServer:
 
     async def _flush(self, session: AdminSession, writer: asyncio.StreamWriter) -> None:
         forwarding = self.backend.forwarding
+        assert forwarding is not None  # the session asks for a flush only when forwarding
         try:
-            error = await forwarding.flush() if forwarding is not None else "not forwarding"
+            error = await forwarding.flush()
         except Exception as e:  # a failed run is reported to the user, not raised
             error = str(e) or type(e).__name__
         if not writer.is_closing():

@@ -74,15 +74,12 @@ class ReloadRegistry:
                 log.info("reloaded the %s", hook.name)
         return failures
 
-    def warn_unreadable(self, user: str) -> int:
+    def warn_unreadable(self, user: str) -> None:
         """After the privilege drop: warn about each file this process can no longer
-        read (a reload would fail on it); returns how many."""
-        unreadable = 0
+        read (a reload would fail on it)."""
         for hook in self.hooks:
             for path in dict.fromkeys(hook.files()):
                 if not os.access(path, os.R_OK):
-                    unreadable += 1
                     log.warning("user \"%s\" cannot read \"%s\" (for the %s): SIGHUP cannot "
                                 "reload it; what was read at start-up stays in use", user, path,
                                 hook.name)
-        return unreadable

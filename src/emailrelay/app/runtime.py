@@ -79,6 +79,7 @@ class Runtime:
         self.services.request_stop = lambda: self._stop("terminate command")
         self.started = time.time()
         self.metrics_socket: socket.socket | None = None
+        self.metrics_spec: ListenSpec | None = None
         self.endpoint: HttpEndpoint | None = None
         self._force_stop = False
         self.pool: WorkerPool | None = None  # --workers, in the main process
@@ -102,8 +103,9 @@ class Runtime:
             for instance in self.instances:
                 instance.open_listeners()
             if p.has("metrics-port"):
-                self.metrics_socket = open_socket(ListenSpec(
-                    "metrics", p.value("metrics-address"), p.int("metrics-port") or 0))
+                self.metrics_spec = ListenSpec("metrics", p.value("metrics-address"),
+                                               p.int("metrics-port") or 0)
+                self.metrics_socket = open_socket(self.metrics_spec)
         except ListenError as e:
             startup_error(e)
             return EXIT_BIND if e.bind_failure else EXIT_ERROR
@@ -268,9 +270,8 @@ class Runtime:
         self.endpoint = HttpEndpoint(self.metrics_socket, {"/metrics": scrape,
                                                            "/health": health})
         await self.endpoint.start()
-        p = self.cl.process
-        log.info("metrics server on %s", ListenSpec("metrics", p.value("metrics-address"),
-                                                    p.int("metrics-port") or 0).display())
+        assert self.metrics_spec is not None  # made with the socket
+        log.info("metrics server on %s", self.metrics_spec.display())
 
     async def _shutdown(self) -> None:
         """Stop accepting, give sessions the grace period, then end what is left.

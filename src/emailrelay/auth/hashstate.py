@@ -153,7 +153,6 @@ HASHES: dict[str, _Hash] = {
                   _sha1_compress, ">"),
     "sha256": _Hash("sha256", _SHA256_IV, _sha256_compress, ">"),
 }
-SECRET_SIZE = HASHES["md5"].secret_size  # an md5 secret: 32 bytes
 
 
 def _hash(name: str) -> _Hash:

@@ -28,7 +28,7 @@ from emailrelay.util.printable import printable
 
 CRAM_HASHES = ("SHA512", "SHA256", "SHA1", "MD5")  # strongest first
 # Hashed secret types, strongest first, each usable with its own CRAM mechanism.
-HASHED = tuple(h for h in ("sha256", "sha1", MD5) if h in hashstate.HASHES)
+HASHED = ("sha256", "sha1", MD5)
 _DUMMY = b"\0" * 32  # compared against when there is no account, to take the same time
 
 

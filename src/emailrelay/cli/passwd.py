@@ -80,10 +80,7 @@ def hashed(password: bytes, function: str, dotted: bool) -> str:
     """The secrets-file value for a password (``function`` upper case, as given)."""
     if function == "NONE":
         return xtext.encode(password.decode("utf-8", "surrogateescape"))
-    name = function.lower()
-    if name not in hashstate.HASHES:
-        raise PasswdError("invalid hash function")
-    secret = hashstate.make_secret(password, name)
+    secret = hashstate.make_secret(password, function.lower())  # run() checked the name
     return hashstate.to_dotted(secret) if dotted else base64.b64encode(secret).decode("ascii")
 
 

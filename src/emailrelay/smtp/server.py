@@ -231,16 +231,15 @@ class ServerProtocol(ServerCore):
         if self.state is State.BDAT:
             return self._step_bdat()
         end = self._buffer.find(b"\r\n")
-        limit = self._line_limit()
         if end < 0:
-            if len(self._buffer) > limit:
+            if self._too_long(self._buffer):
                 # Swallow the over-long line up to its CRLF, then answer once.
                 del self._buffer[:-1]
                 self._discard_line = True
             return False
         raw = bytes(self._buffer[:end])
         del self._buffer[: end + 2]
-        if self._discard_line or len(raw) > limit:
+        if self._discard_line or self._too_long(raw):
             self._discard_line = False
             if self.state is State.AUTH:
                 self._end_exchange()
@@ -255,10 +254,13 @@ class ServerProtocol(ServerCore):
             self._command(line)
         return True
 
-    def _line_limit(self) -> int:
-        if self.state is State.AUTH or bytes(self._buffer[:5]).upper() == b"AUTH ":
-            return AUTH_LINE_LIMIT
-        return COMMAND_LINE_LIMIT
+    def _too_long(self, line: bytes | bytearray) -> bool:
+        """Over the limit for this line: an AUTH line (and a SASL response) may be longer;
+        which limit applies is only worked out for a line over the shorter one."""
+        if len(line) <= COMMAND_LINE_LIMIT:
+            return False
+        authenticating = self.state is State.AUTH or line[:5].upper() == b"AUTH "
+        return len(line) > (AUTH_LINE_LIMIT if authenticating else COMMAND_LINE_LIMIT)
 
     def _trace_line(self, line: str) -> None:
         words = line.split()

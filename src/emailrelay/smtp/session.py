@@ -173,7 +173,7 @@ class SmtpSession:
             elif isinstance(event, proto.MessageData):
                 self._write_content(event.data)
             elif isinstance(event, proto.MessageStart):
-                await self._start_message(event.transaction)
+                self._start_message(event.transaction)
             elif isinstance(event, proto.MessageAbort):
                 self._discard_message()
             elif isinstance(event, proto.MessageComplete):
@@ -281,7 +281,7 @@ class SmtpSession:
 
     # -- messages ---------------------------------------------------------------------------
 
-    async def _start_message(self, t: proto.Transaction) -> None:
+    def _start_message(self, t: proto.Transaction) -> None:
         p = self.protocol
         envelope = Envelope(
             from_=t.mail_from,
