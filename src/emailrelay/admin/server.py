@@ -13,7 +13,7 @@ import logging
 
 from emailrelay.admin.core import AdminBackend, AdminSession
 from emailrelay.app.observer import Event, EventBus
-from emailrelay.net.listen import display_address
+from emailrelay.net.listen import display_peer
 
 log = logging.getLogger("emailrelay")
 
@@ -34,7 +34,7 @@ class AdminServer:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
-        who = display_address(*peer) if peer[0] else "unix-domain peer"
+        who = display_peer(*peer)
         session = AdminSession(self.backend, terminate_allowed=self.terminate_allowed)
         unsubscribe = self.events.subscribe(lambda event: _send_event(session, writer, event))
         flushing: asyncio.Task[None] | None = None

@@ -21,7 +21,7 @@ from emailrelay.filters.setup import client_filters, server_filters
 from emailrelay.forward.agent import Forwarder
 from emailrelay.forward.config import forward_settings
 from emailrelay.logs.setup import peer_context, unit_context
-from emailrelay.net.listen import ListenSpec, display_address, open_all, specs_for
+from emailrelay.net.listen import ListenSpec, address_pair, display_address, open_all, specs_for
 from emailrelay.net.local import is_local
 from emailrelay.options.parser import Settings
 from emailrelay.options.switches import SERVER_SMTP_DEFAULTS, parse_switches
@@ -355,14 +355,9 @@ class Instance:
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
-    return _address_pair(writer.get_extra_info("peername"))
+    return address_pair(writer.get_extra_info("peername"))
 
 
 def _local_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
-    return _address_pair(writer.get_extra_info("sockname"))
+    return address_pair(writer.get_extra_info("sockname"))
 
-
-def _address_pair(address: object) -> tuple[str, str]:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return str(address[0]), str(address[1])
-    return "", ""

@@ -33,6 +33,7 @@ from emailrelay.forward.address import AddressError, ForwardAddress, parse_forwa
 from emailrelay.forward.connection import ClientConnection, ConnectError, Timeouts
 from emailrelay.forward.retry import DestinationState, RetryPolicy
 from emailrelay.logs.setup import logged_field, peer_context, unit_context
+from emailrelay.net.listen import address_pair
 from emailrelay.policy.connections import Connection, ConnectionRegistry
 from emailrelay.smtp import client as proto
 from emailrelay.smtp import replies
@@ -396,9 +397,8 @@ class Forwarder:
         """Show the connection in the admin "status" report while it lasts."""
         if self.connections is None:
             return None
-        local = conn.writer.get_extra_info("sockname")
-        local = (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("", "")
-        return self.connections.outgoing(local, conn.peer)
+        return self.connections.outgoing(address_pair(conn.writer.get_extra_info("sockname")),
+                                         conn.peer)
 
     def _connection_failed(self, state: DestinationState, error: str,
                            report: RunReport) -> None:

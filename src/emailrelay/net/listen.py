@@ -53,6 +53,19 @@ def display_address(host: str, port: int | str) -> str:
     return f"{host}.{port}" if ":" in host else f"{host}:{port}"
 
 
+def display_peer(host: str, port: int | str) -> str:
+    """A connection's remote end in log lines: its address, or ``unix-domain peer``."""
+    return display_address(host, port) if host else "unix-domain peer"
+
+
+def address_pair(address: object) -> tuple[str, str]:
+    """A socket's ``peername``/``sockname`` as (host, port) strings; ("", "") for a
+    unix-domain socket."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), str(address[1])
+    return "", ""
+
+
 def parse_interfaces(values: list[str]) -> dict[str, list[str]]:
     """Split ``--interface`` values into items per server kind ('' = all kinds)."""
     items: dict[str, list[str]] = {kind: [] for kind in ("", *KINDS)}

@@ -17,7 +17,7 @@ from emailrelay.auth.sasl import Outcome, SaslServer, make_challenge
 from emailrelay.auth.secrets import SecretsFile
 from emailrelay.auth.server import FAILURE_DELAY, open_secrets
 from emailrelay.logs.setup import VERBOSE
-from emailrelay.net.listen import display_address
+from emailrelay.net.listen import display_peer
 from emailrelay.options.parser import Settings
 from emailrelay.pop import protocol as proto
 from emailrelay.pop import replies
@@ -114,16 +114,13 @@ class PopSession:
         self.reader = reader
         self.writer = writer
         self.peer_ip, self.peer_port = peer
+        self.peer_display = display_peer(*peer)
         self.protocol = proto.PopProtocol(context.config())
         self.protocol.secure = tls is not None  # implicit TLS (POP3S)
         self.maildrop: Maildrop | None = None
         self._opened: OpenedMessage | None = None
         self._out: list[bytes] = []
         self._trace = log.isEnabledFor(VERBOSE)
-
-    def _peer_display(self) -> str:
-        return display_address(self.peer_ip, self.peer_port) if self.peer_ip else (
-            "unix-domain peer")
 
     async def run(self) -> None:
         reason = "disconnected before QUIT"
@@ -140,7 +137,7 @@ class PopSession:
                 self.maildrop.unlock()
             self.writer.close()
             log.info("pop connection closed: %s%s", f"{reason}: " if reason else "",
-                     self._peer_display())
+                     self.peer_display)
 
     async def _serve(self) -> str:
         p = self.protocol
@@ -174,7 +171,7 @@ class PopSession:
                 hold_input(self.writer)  # before the go-ahead: the handshake must wait
                 await self._flush()
                 try:
-                    upgraded = await self.context.start_tls(self.writer, self._peer_display())
+                    upgraded = await self.context.start_tls(self.writer, self.peer_display)
                 except TlsHandshakeError:
                     return "tls handshake failed"
                 self.reader, self.writer = upgraded.reader, upgraded.writer
@@ -211,7 +208,7 @@ class PopSession:
         mechanism = outcome.mechanism.lower()
         if outcome.ok:
             log.info("pop authentication of %s connected from %s (mechanism [%s])",
-                     printable(outcome.user), self._peer_display(), mechanism)
+                     printable(outcome.user), self.peer_display, mechanism)
             return
         log.warning("%s", outcome.describe())
         await self._flush()

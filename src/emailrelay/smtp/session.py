@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from emailrelay.auth.server import FAILURE_DELAY
 from emailrelay.logs.setup import verbose
-from emailrelay.net.listen import display_address
+from emailrelay.net.listen import display_peer
 from emailrelay.smtp import replies
 from emailrelay.smtp import server as proto
 from emailrelay.smtp.received import received_line
@@ -104,6 +104,7 @@ class SmtpSession:
         self.reader = reader
         self.writer = writer
         self.peer_ip, self.peer_port = peer
+        self.peer_display = display_peer(*peer)
         self.protocol = proto.ServerProtocol(context.make_config(self.peer_ip))
         self.tls = tls  # set once the connection is secure (implicit TLS or STARTTLS)
         self.protocol.secure = tls is not None
@@ -137,14 +138,10 @@ class SmtpSession:
         finally:
             self._discard_message()
             self.writer.close()
-            peer = self._peer_display()
+            peer = self.peer_display
             log.info("smtp connection closed: %s%s", f"{reason}: " if reason else "", peer)
             if self.context.on_disconnect:
                 self.context.on_disconnect()
-
-    def _peer_display(self) -> str:
-        return display_address(self.peer_ip, self.peer_port) if self.peer_ip else (
-            "unix-domain peer")
 
     async def _serve(self) -> str:
         p = self.protocol
@@ -208,7 +205,7 @@ class SmtpSession:
         hold_input(self.writer)  # before the go-ahead: the client's handshake must wait
         await self._flush()
         try:
-            upgraded = await self.context.start_tls(self.writer, self._peer_display())
+            upgraded = await self.context.start_tls(self.writer, self.peer_display)
         except TlsHandshakeError:
             return False
         self.reader, self.writer, self.tls = upgraded.reader, upgraded.writer, upgraded.info
@@ -245,7 +242,7 @@ class SmtpSession:
         verifier = self.context.verifier
         assert verifier is not None, "verify_recipients needs a verifier"
         query = VerifyQuery(
-            address=address, mail_from=mail_from, client=self._peer_display(),
+            address=address, mail_from=mail_from, client=self.peer_display,
             domain=self.context.domain, command=command,
             auth_mechanism=(p.auth_mechanism or "").lower() if p.authenticated_user is not None
             else "none", auth_name=p.auth_id)
