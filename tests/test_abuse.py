@@ -25,7 +25,7 @@ from tests.support.certs import Pki
 from tests.support.fakesmtp import FakeSmtpServer
 from tests.support.helpers import fail2ban_matches
 from tests.support.netns_pair import CLIENT_ADDRESS, SERVER_ADDRESS, NetworkPair
-from tests.support.relay import Relay, free_port
+from tests.support.relay import Relay, free_port, peak_rss_kb
 from tests.test_tls_server_e2e import RawSmtp
 
 pytestmark = pytest.mark.slow
@@ -60,11 +60,6 @@ def lax_end(wire: bytes) -> int:
     text = b"\r\n" + wire
     found = [i for i in (text.find(marker) for marker in LAX_ENDS) if i >= 0]
     return min(found) - 2 if found else -1
-
-
-def vm_hwm_kb(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+)", status)[1])
 
 
 def open_files(pid: int) -> int:
@@ -125,11 +120,11 @@ def test_smuggling_does_not_end_data_here_nor_downstream(start_relay, smuggle: b
 
 def test_a_30_mb_line_is_refused_in_bounded_memory(start_relay) -> None:
     relay = start_relay()
-    before = vm_hwm_kb(relay.process.pid)
+    before = peak_rss_kb(relay.process.pid)
     out = session(relay.port, b"EHLO c\r\nNOOP " + b"x" * (30 << 20) + b"\r\nNOOP\r\nQUIT\r\n")
     assert replies(out)[-3:] == [500, 250, 221]
     assert b"500 line too long" in out
-    assert vm_hwm_kb(relay.process.pid) - before < 16 << 10
+    assert peak_rss_kb(relay.process.pid) - before < 16 << 10
 
 
 def test_a_flood_of_100000_pipelined_commands_is_answered_in_order(start_relay) -> None:
@@ -144,7 +139,7 @@ def test_a_client_that_never_reads_cannot_grow_the_relay(start_relay) -> None:
     """Commands sent without reading a reply: the relay's output backs up and it stops
     reading, so TCP pushes back on the client instead of the relay buffering for ever."""
     relay = start_relay()
-    before = vm_hwm_kb(relay.process.pid)
+    before = peak_rss_kb(relay.process.pid)
     sent = 0
     with socket.create_connection(("127.0.0.1", relay.port)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -157,7 +152,7 @@ def test_a_client_that_never_reads_cannot_grow_the_relay(start_relay) -> None:
         except TimeoutError:
             pass
     assert sent < 200 << 20, "the relay read everything without pushing back"
-    assert vm_hwm_kb(relay.process.pid) - before < 32 << 10
+    assert peak_rss_kb(relay.process.pid) - before < 32 << 10
     assert smtplib.SMTP("127.0.0.1", relay.port, timeout=10).noop()[0] == 250
 
 

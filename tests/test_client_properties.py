@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emailrelay.smtp.client import DataEncoder
-from emailrelay.smtp.dataphase import DataScanner
+from tests.support.datascan import scan_pieces
 
 # Content rich in the bytes that matter: dots, CR, LF, and lines that look like the end.
 pieces = st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b".\r\n", b"\r\n.\r\n",
@@ -36,19 +36,10 @@ def encode(content: bytes, cuts: list[int]) -> bytes:
 
 def scan(wire: bytes, cuts: list[int]) -> tuple[bytes, bytes]:
     """Feed the wire bytes to the server's scanner in pieces: (content, left over)."""
-    scanner = DataScanner()
-    buffer, content = b"", b""
-    for part in split(wire, cuts):
-        buffer += part
-        while buffer:
-            segment = scanner.scan(buffer)
-            if segment.consumed == 0:
-                break
-            content += segment.content
-            buffer = buffer[segment.consumed:]
-            if segment.finished:
-                return content, buffer
-    raise AssertionError("the scanner never saw the end of the data")
+    result = scan_pieces(split(wire, cuts))
+    if result is None:
+        raise AssertionError("the scanner never saw the end of the data")
+    return result
 
 
 @settings(max_examples=400)

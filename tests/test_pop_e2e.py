@@ -24,7 +24,7 @@ from emailrelay.spool.durable import GroupCommitter
 from emailrelay.spool.envelope import Envelope
 from emailrelay.spool.store import Spool
 from tests.support.logs import captured_log
-from tests.support.relay import Relay, free_port, run_emailrelay, wait_for_port
+from tests.support.relay import Relay, free_port, peak_rss_kb, run_emailrelay, wait_for_port
 
 CAROL_MD5 = "x6UJKQF9f7HfhS1M+PW4s8rXIoT+L+WoqLz+rBwSKbw="  # "my password"
 ACCOUNTS = f"server plain alice secret\nserver md5 carol {CAROL_MD5}\n"
@@ -578,14 +578,7 @@ def test_retr_of_a_100_mb_message_streams_from_disk(start_relay, tmp_path: Path)
         message.write(line * 1000)
     message.commit_sync()
     expected = 16 + 100 * 1000 * len(line)
-    status = Path(f"/proc/{pop.relay.process.pid}/status")
-
-    def peak_kb() -> int:
-        (value,) = [int(s.split()[1]) for s in status.read_text().splitlines()
-                    if s.startswith("VmHWM:")]
-        return value
-
-    before = peak_kb()
+    before = peak_rss_kb(pop.relay.process.pid)
     with socket.create_connection(("127.0.0.1", pop.port), timeout=60) as sock:
         reader = sock.makefile("rb")
         assert reader.readline().startswith(b"+OK")
@@ -598,5 +591,5 @@ def test_retr_of_a_100_mb_message_streams_from_disk(start_relay, tmp_path: Path)
         sock.sendall(b"QUIT\r\n")
         assert reader.readline().startswith(b"+OK")
     assert received == expected
-    growth_kb = peak_kb() - before
+    growth_kb = peak_rss_kb(pop.relay.process.pid) - before
     assert growth_kb < 8 * 1024, f"peak RSS grew by {growth_kb} KB"

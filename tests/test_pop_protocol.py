@@ -359,6 +359,7 @@ def test_deleted_messages_keep_their_numbers_until_rset() -> None:
     assert d.say("RETR 2") == ["-ERR message 2 already deleted"]
     assert d.say("DELE 2") == ["-ERR message 2 already deleted"]
     assert d.say("RSET") == ["+OK"]
+    assert d.say("STAT") == ["+OK 3 86"]  # the count and the size are back
     assert d.say("LIST 2") == ["+OK 2 38"]
 
 

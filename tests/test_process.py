@@ -28,9 +28,10 @@ def test_bind_failure_exits_with_code_2(tmp_path: Path) -> None:
                      result.stderr)
 
 
-def test_nothing_to_do(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--no-smtp", "--dont-serve"])
+def test_nothing_to_do(tmp_path: Path, option: str) -> None:
     # E-MailRelay says so and exits 0: a message, not a failure.
-    result = run_emailrelay("--no-daemon", "--no-smtp", "--spool-dir", str(tmp_path))
+    result = run_emailrelay("--no-daemon", option, "--spool-dir", str(tmp_path))
     assert result.returncode == 0 and result.stderr == "emailrelay: nothing to do\n"
 
 

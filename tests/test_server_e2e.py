@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from emailrelay.spool.envelope import parse
-from tests.support.relay import Relay
+from tests.support.relay import Relay, peak_rss_kb
 
 needs_swaks = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
 
@@ -299,16 +299,9 @@ def test_many_concurrent_clients(start_relay) -> None:
     assert len(relay.envelopes()) == 64 and len(relay.contents()) == 64
 
 
-def _peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_a_200_mb_message_streams_to_disk(start_relay) -> None:
     relay = start_relay()
-    before = _peak_rss_kb(relay.process.pid)
+    before = peak_rss_kb(relay.process.pid)
     line = b"x" * 998 + b"\r\n"
     block = line * 1000
     with socket.create_connection(("127.0.0.1", relay.port), timeout=60) as s:
@@ -325,7 +318,7 @@ def test_a_200_mb_message_streams_to_disk(start_relay) -> None:
         while b"221" not in reply:
             reply += s.recv(1000)
     assert b"250 message processed" in reply
-    growth_kb = _peak_rss_kb(relay.process.pid) - before
+    growth_kb = peak_rss_kb(relay.process.pid) - before
     assert growth_kb < 8 * 1024, f"peak RSS grew by {growth_kb} KB"
     (content,) = relay.contents()
     assert content.stat().st_size > 200_000_000

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.admin import AdminClient
 from tests.support.capture import CaptureServer
 from tests.support.relay import free_port, run_emailrelay, wait_until
 
@@ -75,9 +76,8 @@ def test_a_worker_that_dies_is_reported_and_the_rest_serve(start_relay) -> None:
 def test_admin_smtp_disable_reaches_the_workers(start_relay) -> None:
     admin = free_port()
     relay = start_relay("--workers", "2", "--admin", str(admin))
-    with socket.create_connection(("127.0.0.1", admin)) as s:
-        s.sendall(b"smtp disable\r\n")
-        time.sleep(0.5)
+    assert AdminClient(admin).command("smtp disable") == "OK"
+    time.sleep(0.5)  # the workers hear of it over their pipes
     for _ in range(20):  # whichever process accepts, SMTP is off
         with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as c:
             assert c.recv(100).startswith(b"421 ")

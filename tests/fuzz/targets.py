@@ -32,10 +32,10 @@ from emailrelay.pop.content import ContentEncoder, octet_count
 from emailrelay.smtp import client
 from emailrelay.smtp import server as smtp
 from emailrelay.smtp.address import AddressError, parse_path
-from emailrelay.smtp.dataphase import DataScanner
 from emailrelay.spool import envelope
 from emailrelay.tls.config import parse_tls_config
 from emailrelay.uci import parser as uci
+from tests.support.datascan import scan_pieces
 
 _HOST_NAME = re.compile(r"([A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*")
 REPLY_LINE = re.compile(r"[2-5][0-9][0-9]([ -].*)?")
@@ -125,21 +125,7 @@ def reference_data_phase(wire: bytes) -> tuple[bytes, bytes] | None:
 def smtp_data_phase(data: bytes) -> None:
     """The bulk scanner agrees with a line-by-line reading, however the input is cut."""
     wire = data[1:]
-    scanner = DataScanner()
-    buffer, content, result = b"", b"", None
-    for piece in _pieces(data):
-        buffer += piece
-        while buffer:
-            segment = scanner.scan(buffer)
-            if segment.consumed == 0:
-                break
-            content += segment.content
-            buffer = buffer[segment.consumed:]
-            if segment.finished:
-                result = (content, buffer)
-                break
-        if result:
-            break
+    result = scan_pieces(_pieces(data))
     expected = reference_data_phase(wire)
     if result is None:
         assert expected is None, f"missed the end of data in {wire!r}"

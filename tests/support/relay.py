@@ -36,6 +36,14 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> 
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def peak_rss_kb(pid: int) -> int:
+    """A process's peak resident memory so far (VmHWM), in KB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     """Poll ``predicate`` until it is true; TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
