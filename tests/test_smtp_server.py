@@ -24,6 +24,7 @@ class Driver:
     closed: str | None = None
     bodies: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # reasons, for the metrics
     store_reply: str = replies.MESSAGE_PROCESSED
     _current: bytearray | None = None
 
@@ -61,6 +62,8 @@ class Driver:
                 pass
             elif isinstance(ev, proto.Notice):
                 self.notices.append(ev.text)
+            elif isinstance(ev, proto.Rejected):
+                self.rejected.append(ev.reason)
             else:
                 raise AssertionError(ev)
 
@@ -209,6 +212,7 @@ def test_size_limit_by_declaration_and_by_content() -> None:
     d.feed(b"MAIL FROM:<a@x> SIZE=50\r\nRCPT TO:<b@x>\r\nDATA\r\n")
     assert d.feed(b"x" * 150 + b"\r\n.\r\n") == [replies.SIZE_EXCEEDED]
     assert d.messages == [] and len(d.aborted) == 1
+    assert d.rejected == ["size", "size"]
     # The session goes on normally.
     d.feed(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
     assert d.feed(b"small\r\n.\r\n") == ["250 message processed"]
@@ -219,6 +223,7 @@ def test_too_many_recipients() -> None:
     d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\n")
     d.feed(b"".join(b"RCPT TO:<r%d@x>\r\n" % i for i in range(proto.RECIPIENT_LIMIT)))
     assert d.feed(b"RCPT TO:<one-too-many@x>\r\n") == [replies.TOO_MANY_RECIPIENTS]
+    assert d.rejected == ["recipients"]
 
 
 def test_over_long_command_line() -> None:
@@ -233,7 +238,7 @@ def test_over_long_header_line_rejects_the_message() -> None:
     session(d)
     out = d.feed(b"DATA\r\nSubject: " + b"x" * 1200 + b"\r\n\r\nbody\r\n.\r\n")
     assert out[-1] == replies.HEADER_LINE_TOO_LONG
-    assert d.messages == []
+    assert d.messages == [] and d.rejected == ["content"]
 
 
 def test_long_body_lines_are_accepted() -> None:
@@ -247,6 +252,7 @@ def test_nul_in_data_rejects_the_message() -> None:
     d = driver()
     session(d)
     assert d.feed(b"DATA\r\nSubject: x\r\n\r\na\x00b\r\n.\r\n")[-1] == replies.NUL_IN_DATA
+    assert d.rejected == ["content"]
 
 
 def test_error_flood_closes_the_connection() -> None:

@@ -102,6 +102,14 @@ class ProtocolWarning:
 
 
 @dataclass
+class Rejected:
+    """A message refused for what it is (its size, its recipients, its content); the
+    reason is what the metrics count it under."""
+
+    reason: str
+
+
+@dataclass
 class Notice:
     """Something to log at info level about the client (the adapter adds its address)."""
 
@@ -110,6 +118,7 @@ class Notice:
 
 Event = (Send | MessageStart | MessageData | MessageComplete | MessageAbort | CheckRecipient
          | VerifyRequest | StartTls | AuthDone | Close | Trace | ProtocolWarning | Notice
+         | Rejected
          | Marker)
 
 
@@ -198,7 +207,7 @@ class ServerProtocol(ServerCore):
         self._pending_recipient: PathArgument | None = None
         self._scanner: DataScanner | None = None
         self._message_size = 0
-        self._message_failed: str | None = None  # reply to give at the end of the data
+        self._message_failed: tuple[str, str] | None = None  # (reply, reason) for the end
         self._bdat_remaining = 0
         self._bdat_last = False
         self._bdat_chunk_size = 0
@@ -373,7 +382,7 @@ class ServerProtocol(ServerCore):
         except ValueError:
             size = 0
         if c.max_size and size > c.max_size:
-            self._emit(replies.SIZE_EXCEEDED)
+            self._refuse(replies.SIZE_EXCEEDED, "size")
             return
         self.transaction = Transaction(
             raw_from=arg.raw, mail_from=arg.address, body=body, smtputf8=smtputf8,
@@ -432,7 +441,7 @@ class ServerProtocol(ServerCore):
             return
         if len(self.transaction.recipients) >= RECIPIENT_LIMIT:
             self._note_refusal(replies.TOO_MANY_RECIPIENTS)
-            self._emit(replies.TOO_MANY_RECIPIENTS)
+            self._refuse(replies.TOO_MANY_RECIPIENTS, "recipients")
             return
         if c.verify_recipients:
             self._pending_recipient = arg
@@ -714,9 +723,9 @@ class ServerProtocol(ServerCore):
                 self._events.append(Trace('rx<<: "."'))
             if self._message_failed is None:
                 if scanner.has_nul:
-                    self._fail_message(replies.NUL_IN_DATA)
+                    self._fail_message(replies.NUL_IN_DATA, "content")
                 elif scanner.header_line_too_long:
-                    self._fail_message(replies.HEADER_LINE_TOO_LONG)
+                    self._fail_message(replies.HEADER_LINE_TOO_LONG, "content")
             if scanner.eight_bit and self.transaction.body in ("", "7BIT"):
                 self.transaction.body = "8BITMIME"
             self._end_message()
@@ -728,14 +737,18 @@ class ServerProtocol(ServerCore):
         self._message_size += len(data)
         limit = self.config.max_size
         if limit and self._message_size > limit:
-            self._fail_message(replies.SIZE_EXCEEDED)
+            self._fail_message(replies.SIZE_EXCEEDED, "size")
             return
         self._events.append(MessageData(data))
 
-    def _fail_message(self, reply: str) -> None:
+    def _fail_message(self, reply: str, reason: str) -> None:
         if self._message_failed is None:
-            self._message_failed = reply
+            self._message_failed = reply, reason
             self._abort_message(reply)
+
+    def _refuse(self, reply: str, reason: str) -> None:
+        self._events.append(Rejected(reason))
+        self._emit(reply)
 
     def _end_message(self) -> None:
         failed = self._message_failed
@@ -743,7 +756,7 @@ class ServerProtocol(ServerCore):
             self._message_failed = None
             self.transaction = Transaction()
             self.state = State.IDLE
-            self._emit(failed)
+            self._refuse(*failed)
             return
         self._waiting = True
         self._message_open = False

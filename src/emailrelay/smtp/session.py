@@ -48,9 +48,6 @@ def quickack_function(writer: asyncio.StreamWriter) -> Callable[[], None] | None
     return lambda: sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
 BODY_TYPES = {"": "7bit", "7BIT": "7bit", "8BITMIME": "8bit", "BINARYMIME": "binarymime"}
-# Replies that refuse a message, and the reason counted for them (see SmtpContext.count).
-REFUSALS = {replies.SIZE_EXCEEDED: "size", replies.TOO_MANY_RECIPIENTS: "recipients",
-            replies.NUL_IN_DATA: "content", replies.HEADER_LINE_TOO_LONG: "content"}
 
 
 @dataclass
@@ -165,8 +162,8 @@ class SmtpSession:
                 p.receive_data(data)
             elif isinstance(event, proto.Send):
                 self._queue(event)
-                if event.lines[0] in REFUSALS:
-                    self.context.count("rejected", REFUSALS[event.lines[0]])
+            elif isinstance(event, proto.Rejected):
+                self.context.count("rejected", event.reason)
             elif isinstance(event, proto.MessageData):
                 self._write_content(event.data)
             elif isinstance(event, proto.MessageStart):
