@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from emailrelay.auth import hashstate
 from emailrelay.auth.mechanisms import MechanismConfig
 from emailrelay.auth.oauth import TokenError, TokenSource, TokenSources
-from emailrelay.auth.sasl import CRAM_HASHES, HASHED
+from emailrelay.auth.sasl import cram_digest, cram_mechanisms
 from emailrelay.auth.secrets import (
     CLIENT,
     OAUTH,
@@ -71,10 +69,7 @@ def parse_inline_account(text: str) -> tuple[str, bytes]:
 
 def mechanisms_for(types: set[str]) -> list[str]:
     """What an account's secret types allow, in order of preference."""
-    if PLAIN in types:
-        crams = [f"CRAM-{h}" for h in CRAM_HASHES]
-    else:
-        crams = [f"CRAM-{h.upper()}" for h in HASHED if h in types]
+    crams = cram_mechanisms(types)
     oauth = ["XOAUTH2"] if OAUTH in types else []
     if OAUTH2 in types:
         oauth = list(OAUTH_MECHANISMS)
@@ -135,16 +130,12 @@ class SaslClient:
         return None
 
     def _cram(self, hash_name: str, challenge: bytes) -> bytes | None:
-        hashed = self.account.get(hash_name)
-        plain = self.account.get(PLAIN)
-        if hashed is not None and hash_name in hashstate.HASHES:
-            digest = hashstate.hmac_from_secret(hashed.value, challenge, hash_name)
-            self.user = hashed.id
-        elif plain is not None:
-            digest = hmac.new(plain.value, challenge, hash_name).digest()
-            self.user = plain.id
-        else:
+        found = cram_digest(hash_name, challenge, self.account.get(hash_name),
+                            self.account.get(PLAIN))
+        if found is None:
             return None
+        secret, digest = found
+        self.user = secret.id
         return f"{self.user} {digest.hex()}".encode("utf-8", "surrogateescape")
 
     def _oauth(self, mechanism: str, challenge: bytes) -> bytes | None:

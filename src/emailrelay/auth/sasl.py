@@ -23,13 +23,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from emailrelay.auth import hashstate
-from emailrelay.auth.secrets import MD5, PLAIN, Secrets
+from emailrelay.auth.secrets import MD5, PLAIN, Secret, Secrets
 from emailrelay.util.printable import printable
 
 CRAM_HASHES = ("SHA512", "SHA256", "SHA1", "MD5")  # strongest first
 # Hashed secret types, strongest first, each usable with its own CRAM mechanism.
 HASHED = ("sha256", "sha1", MD5)
 _DUMMY = b"\0" * 32  # compared against when there is no account, to take the same time
+
+
+def cram_mechanisms(types: set[str]) -> list[str]:
+    """The CRAM mechanisms that secrets of these types can answer, strongest first."""
+    if PLAIN in types:
+        return [f"CRAM-{h}" for h in CRAM_HASHES]
+    return [f"CRAM-{h.upper()}" for h in HASHED if h in types]
+
+
+def cram_digest(hash_name: str, challenge: bytes, hashed: Secret | None,
+                plain: Secret | None) -> tuple[Secret, bytes] | None:
+    """The CRAM HMAC of ``challenge`` and the secret it came from: a hashed secret's
+    stored state when there is one for this hash, else the plain password."""
+    if hashed is not None and hash_name in HASHED:
+        return hashed, hashstate.hmac_from_secret(hashed.value, challenge, hash_name)
+    if plain is not None:
+        return plain, hmac.new(plain.value, challenge, hash_name).digest()
+    return None
 
 
 @dataclass(frozen=True)
@@ -176,13 +194,10 @@ class Cram(_ChallengeResponse):
         self.name = f"CRAM-{hash_name.upper()}"
 
     def expected(self, user: str) -> bytes | None:
-        hashed = self.secrets.server_secret(self.hash_name, user)
-        if hashed is not None and self.hash_name in HASHED:
-            return hashstate.hmac_from_secret(hashed.value, self._challenge, self.hash_name)
-        plain = self.secrets.server_secret(PLAIN, user)
-        if plain is None:
-            return None
-        return hmac.new(plain.value, self._challenge, self.hash_name).digest()
+        found = cram_digest(self.hash_name, self._challenge,
+                            self.secrets.server_secret(self.hash_name, user),
+                            self.secrets.server_secret(PLAIN, user))
+        return None if found is None else found[1]
 
 
 class Apop(_ChallengeResponse):
@@ -212,10 +227,7 @@ class SaslServer:
         return self._secrets()
 
     def mechanisms(self) -> list[str]:
-        types = self.secrets.server_types()
-        if PLAIN in types:
-            return [f"CRAM-{h}" for h in CRAM_HASHES] + ["PLAIN", "LOGIN"]
-        crams = [f"CRAM-{h.upper()}" for h in HASHED if h in types]
+        crams = cram_mechanisms(self.secrets.server_types())
         return [*crams, "PLAIN", "LOGIN"] if crams else []
 
     def start(self, name: str) -> Mechanism | None:
