@@ -170,8 +170,8 @@ class ClientAuth:
     def account(self, selector: str) -> dict[str, Secret] | None:
         """The secrets of the selector's account; None: send without logging in."""
         secrets = self._secrets()
-        account = {t: s for (t, sel), s in secrets.client.items() if sel == selector}
-        if account or selector == "" or selector in secrets.noauth_selectors:
+        account = {t: secrets.client[(t, selector)] for t in secrets.client_types(selector)}
+        if account or selector == "" or secrets.is_noauth(selector):
             return account or None
         raise SelectorError(f"no client account in the secrets file for the selector "
                             f"[{selector}]")
